@@ -33,8 +33,12 @@ class QHead(nn.Module):
 
     The paper's shape by default: FC ``hidden`` - BatchNorm - LeakyReLU(0.1) - FC. Conv feature
     maps are flattened. ``in_features=None`` infers the input size at the first call.
-    ``fixed_std=True`` predicts only the Gaussian means (sigma = 1). ``detach_trunk=True`` stops the
-    MI gradient at the features, so it updates Q but not the shared discriminator layers.
+    ``fixed_std=True`` predicts only the Gaussian means (sigma = 1).
+
+    ``detach_trunk=True`` keeps the MI term from training the shared discriminator layers: when the
+    discriminator's input needs no gradient (D's update, on real or ``fake.detach()``), Q reads
+    detached features, so only Q learns; when it does (G's update), the gradient still flows
+    through the trunk to G. Without an attached discriminator, features are always detached.
     """
 
     def __init__(
@@ -56,7 +60,8 @@ class QHead(nn.Module):
         first = nn.Linear(in_features, hidden) if in_features else nn.LazyLinear(hidden)
         self.net = nn.Sequential(first, nn.BatchNorm1d(hidden), nn.LeakyReLU(negative_slope), nn.Linear(hidden, out))
         self.features: torch.Tensor | None = None
-        self._handle: torch.utils.hooks.RemovableHandle | None = None
+        self._input_needs_grad = False
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def forward(self, features: torch.Tensor | None = None) -> QOutput:
         """Q's output for ``features``, or for those the hook captured in the last D pass."""
@@ -64,7 +69,7 @@ class QHead(nn.Module):
             if self.features is None:
                 raise RuntimeError("QHead has no features: run the discriminator first, or pass features")
             features = self.features
-        if self.detach_trunk:
+        if self.detach_trunk and not (self._handles and self._input_needs_grad):
             features = features.detach()
         out = self.net(features.flatten(1))
         n_cat = sum(self._sizes)
@@ -104,7 +109,13 @@ class QHead(nn.Module):
             valid = ", ".join(name for name in modules if name)
             raise ValueError(f"{type(discriminator).__name__} has no layer {layer!r}; valid layers: {valid}")
         self.remove()
-        self._handle = modules[layer].register_forward_hook(self._capture)
+        self._handles = [
+            discriminator.register_forward_pre_hook(self._note_input),
+            modules[layer].register_forward_hook(self._capture),
+        ]
+
+    def _note_input(self, module: nn.Module, inputs) -> None:
+        self._input_needs_grad = any(torch.is_tensor(x) and x.requires_grad for x in inputs)
 
     def _capture(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         # A clone, so an in-place activation after the hooked layer cannot change what Q reads.
@@ -112,9 +123,9 @@ class QHead(nn.Module):
 
     def remove(self) -> None:
         """Remove the hook; the discriminator is as it was."""
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
         self.features = None
 
     @torch.no_grad()

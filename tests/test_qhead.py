@@ -1,0 +1,87 @@
+import pytest
+import torch
+from torch import nn
+
+from gan_infogan_plugin import InfoGAN, LatentCodeSpec, QHead
+from gan_infogan_plugin.models.dcgan import Discriminator, Generator
+
+SPEC = LatentCodeSpec.parse("noise:8,cat:10,cont:2")
+
+
+def test_output_shapes_learned_and_fixed_sigma():
+    q = QHead(SPEC, in_features=20)
+    out = q(torch.randn(6, 20))
+    assert [t.shape for t in out.cat_logits] == [(6, 10)]
+    assert out.cont_mean.shape == (6, 2) and out.cont_log_std.shape == (6, 2)
+    fixed = QHead(SPEC, fixed_std=True)(torch.randn(6, 4, 2, 2))  # lazy size, conv maps flattened
+    assert fixed.cont_log_std is None and fixed.cont_mean.shape == (6, 2)
+
+
+def test_paper_shape():
+    q = QHead(SPEC, in_features=1024)
+    layers = list(q.net)
+    assert isinstance(layers[0], nn.Linear) and layers[0].out_features == 128
+    assert isinstance(layers[1], nn.BatchNorm1d)
+    assert isinstance(layers[2], nn.LeakyReLU) and layers[2].negative_slope == 0.1
+    assert layers[3].out_features == 10 + 2 * 2
+
+
+def test_unknown_layer_lists_valid_names():
+    with pytest.raises(ValueError, match=r"no layer 'main.99'.*main\.10"):
+        QHead.attach(Discriminator(3, width=8), "main.99", SPEC)
+
+
+def test_hook_captures_once_per_pass_and_removes():
+    d = Discriminator(3, width=8)
+    calls = []
+    d.register_forward_pre_hook(lambda m, i: calls.append(1))
+    q = QHead.attach(d, "main.10", SPEC, example_input=torch.randn(2, 3, 64, 64))
+    calls.clear()
+    verdict = d(torch.randn(5, 3, 64, 64))
+    out = q()
+    assert verdict.shape == (5,) and out.cat_logits[0].shape == (5, 10) and len(calls) == 1
+    q.remove()
+    d(torch.randn(5, 3, 64, 64))
+    assert q.features is None
+    with pytest.raises(RuntimeError, match="no features"):
+        q()
+
+
+def test_hook_before_inplace_activation_keeps_the_layer_output():
+    d = Discriminator(3, width=8)  # main.9 is a BatchNorm followed by LeakyReLU(inplace=True)
+    q = QHead.attach(d, "main.9", SPEC)
+    seen = {}
+
+    def record(module, inputs, output):  # returns None, so the output is not replaced
+        seen["bn"] = output.detach().clone()
+
+    d.main[9].register_forward_hook(record)
+    d(torch.randn(4, 3, 64, 64))
+    assert (seen["bn"] < 0).any()  # the activation would have changed these values in place
+    assert torch.equal(q.features, seen["bn"])
+
+
+def test_mi_gradient_reaches_generator_q_and_trunk():
+    g, d = Generator(16, 3, width=8), Discriminator(3, width=8)
+    info = InfoGAN.wrap(g, d, "noise:4,cat:10,cont:2", layer="main.10")
+    codes = info.sample(4)
+    d(g(info.inputs(codes)))
+    info.mi(codes).loss.backward()
+    assert g.main[0].weight.grad.abs().sum() > 0
+    assert info.q_head.net[0].weight.grad.abs().sum() > 0
+    assert d.main[0].weight.grad.abs().sum() > 0  # the shared trunk
+    assert d.main[11].weight.grad is None  # D's own output layer is not in Q's path
+
+
+def test_detach_trunk_keeps_the_mi_gradient_out_of_d():
+    g, d = Generator(16, 3, width=8), Discriminator(3, width=8)
+    info = InfoGAN.wrap(g, d, "noise:4,cat:10,cont:2", layer="main.10", detach_trunk=True)
+    codes = info.sample(4)
+    fake = g(info.inputs(codes))
+    d(fake.detach())  # D's update: only Q learns from the MI term
+    info.mi(codes).loss.backward()
+    assert info.q_head.net[0].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in d.parameters())
+    d(fake)  # G's update: the MI gradient still reaches G through the trunk
+    info.mi(codes).loss.backward()
+    assert g.main[0].weight.grad.abs().sum() > 0
