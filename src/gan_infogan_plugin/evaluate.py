@@ -1,0 +1,332 @@
+"""How well the codes line up with what they should control.
+
+Label agreement (for a categorical code against real labels):
+
+- :func:`hungarian_accuracy`: each code value is matched to at most one class so that the most
+  images agree (``scipy.optimize.linear_sum_assignment`` on the contingency table);
+- :func:`nmi`: mutual information over the arithmetic mean of the two entropies;
+- :func:`ari`: the adjusted Rand index.
+
+Disentanglement against ground-truth factors, defined as in disentanglement_lib
+(Locatello et al. 2019):
+
+- :func:`mig` (Chen et al. 2018): each code is cut into a 20-bin histogram; for every factor, the
+  gap between the two codes with the highest discrete mutual information, over the factor's entropy,
+  averaged over the factors;
+- :func:`factorvae_score` (Kim & Mnih 2018): each vote draws a batch with one factor held fixed,
+  divides each code's variance in the batch by its variance over a global sample and takes the code
+  with the smallest ratio; a majority-vote classifier maps codes to factors; train and eval accuracy.
+
+And the InfoGAN view: :func:`mi_on_generated` (Q's lower bound of I(c; G(z, c)) per code, against
+H(c)), :func:`categorical_scores` (Q on real labelled images) and :func:`disentanglement_scores`
+(Q's codes on procedurally rendered shapes). All information quantities are in nats.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from .codes import CategoricalCode, LatentCodeSpec
+from .qhead import QOutput
+from .regularizer import MIRegularizer
+
+ArrayLike = np.ndarray | torch.Tensor
+QPredict = Callable[[torch.Tensor], QOutput]
+
+
+def _numpy(x: ArrayLike) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _labels(x: ArrayLike, name: str) -> np.ndarray:
+    array = _numpy(x)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one label per sample, shape (N,), got {array.shape}")
+    return array
+
+
+def contingency(a: ArrayLike, b: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts of each (a value, b value) pair: table (len(a_values), len(b_values)), a_values, b_values.
+
+    Only values that occur are given rows and columns.
+    """
+    a, b = _labels(a, "a"), _labels(b, "b")
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"need two equally long, non-empty label arrays, got {a.shape} and {b.shape}")
+    a_values, a_index = np.unique(a, return_inverse=True)
+    b_values, b_index = np.unique(b, return_inverse=True)
+    table = np.zeros((len(a_values), len(b_values)), dtype=np.int64)
+    np.add.at(table, (a_index, b_index), 1)
+    return table, a_values, b_values
+
+
+def _entropy_of_counts(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _mi_of_table(table: np.ndarray) -> float:
+    p = table / table.sum()
+    outer = p.sum(1, keepdims=True) * p.sum(0, keepdims=True)
+    nonzero = p > 0
+    return float((p[nonzero] * np.log(p[nonzero] / outer[nonzero])).sum())
+
+
+def entropy(labels: ArrayLike) -> float:
+    """H of the empirical distribution of ``labels`` (N,)."""
+    _, counts = np.unique(_labels(labels, "labels"), return_counts=True)
+    return _entropy_of_counts(counts)
+
+
+def mutual_information(a: ArrayLike, b: ArrayLike) -> float:
+    """Discrete I(a; b) of two label arrays (N,), from their contingency table."""
+    return _mi_of_table(contingency(a, b)[0])
+
+
+def hungarian_accuracy(pred: ArrayLike, labels: ArrayLike) -> tuple[float, dict[int, int]]:
+    """Accuracy of ``pred`` (N,) after matching its values one-to-one to the ``labels`` (N,) values.
+
+    Returns (accuracy, mapping code value -> class). With more code values than classes the
+    unmatched values are absent from the mapping and their samples count as wrong; with fewer,
+    some classes are never predicted.
+    """
+    table, codes, classes = contingency(pred, labels)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    accuracy = float(table[rows, cols].sum() / table.sum())
+    return accuracy, {int(codes[r]): int(classes[c]) for r, c in zip(rows, cols)}
+
+
+def nmi(pred: ArrayLike, labels: ArrayLike) -> float:
+    """Normalised mutual information, I / ((H(pred) + H(labels)) / 2); 1 for two identical partitions."""
+    table, _, _ = contingency(pred, labels)
+    if table.shape == (1, 1):
+        return 1.0
+    mi = _mi_of_table(table)
+    if mi <= 0.0:
+        return 0.0
+    return mi / (0.5 * (_entropy_of_counts(table.sum(1)) + _entropy_of_counts(table.sum(0))))
+
+
+def ari(pred: ArrayLike, labels: ArrayLike) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985): 1 for identical partitions, about 0 for independent ones."""
+    table, _, _ = contingency(pred, labels)
+
+    def pairs(counts: np.ndarray) -> float:
+        return float((counts * (counts - 1)).sum() / 2)
+
+    together = pairs(table)
+    rows, cols, total = pairs(table.sum(1)), pairs(table.sum(0)), pairs(np.array([table.sum()]))
+    expected = rows * cols / total if total else 0.0
+    best = 0.5 * (rows + cols)
+    if best == expected:  # both partitions trivial (one cluster, or all singletons)
+        return 1.0
+    return (together - expected) / (best - expected)
+
+
+# --------------------------------------------------------------------- disentanglement
+
+
+def histogram_discretize(codes: ArrayLike, bins: int = 20) -> np.ndarray:
+    """Each column of ``codes`` (N, K) cut into ``bins`` equal-width bins over its range; (N, K) ints."""
+    codes = _numpy(codes)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must have shape (N, K), got {codes.shape}")
+    out = np.empty(codes.shape, dtype=np.int64)
+    for k in range(codes.shape[1]):
+        edges = np.histogram_bin_edges(codes[:, k], bins)
+        out[:, k] = np.digitize(codes[:, k], edges[1:-1])
+    return out
+
+
+@dataclass
+class MIGScore:
+    """``score``: the mean over factors of ``gaps`` (one normalised gap per factor);
+    ``mi``: discrete mutual information (K codes, F factors) in nats."""
+
+    score: float
+    gaps: list[float]
+    mi: list[list[float]]
+
+
+def mig(codes: ArrayLike, factors: ArrayLike, bins: int = 20) -> MIGScore:
+    """Mutual information gap of ``codes`` (N, K) float against ``factors`` (N, F) int, K >= 2."""
+    discrete = histogram_discretize(codes, bins)
+    factors = _numpy(factors)
+    if factors.ndim != 2 or factors.shape[0] != discrete.shape[0]:
+        raise ValueError(f"factors must have shape (N, F) with N = {discrete.shape[0]}, got {factors.shape}")
+    if discrete.shape[1] < 2:
+        raise ValueError("MIG needs at least two codes")
+    mi = np.array(
+        [[mutual_information(discrete[:, k], factors[:, f]) for f in range(factors.shape[1])] for k in range(discrete.shape[1])]
+    )
+    top = np.sort(mi, axis=0)[::-1]
+    gaps = [
+        float((top[0, f] - top[1, f]) / h) if (h := entropy(factors[:, f])) > 0 else 0.0
+        for f in range(factors.shape[1])
+    ]
+    return MIGScore(float(np.mean(gaps)), gaps, mi.tolist())
+
+
+@dataclass
+class FactorVAEScore:
+    """Majority-vote accuracy on the votes that built the classifier and on fresh votes;
+    ``num_active_dims``: codes whose global variance is not zero (only those can be voted for)."""
+
+    train_accuracy: float
+    eval_accuracy: float
+    num_active_dims: int
+
+
+def factorvae_score(
+    represent: Callable[[torch.Tensor], torch.Tensor],
+    sample_factors: Callable[[int, torch.Generator | None], torch.Tensor],
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    num_variance_estimate: int = 10000,
+    generator: torch.Generator | None = None,
+) -> FactorVAEScore:
+    """The FactorVAE disentanglement score (disentanglement_lib's defaults).
+
+    ``sample_factors(n, generator)`` draws ground-truth factors (n, F) long; ``represent(factors)``
+    maps them (through images) to codes (n, K) float. Each vote holds one factor, chosen
+    uniformly, at the value of the batch's first sample.
+    """
+    global_var = _numpy(represent(sample_factors(num_variance_estimate, generator))).astype(np.float64).var(0, ddof=1)
+    active = np.flatnonzero(global_var > 0)
+    if active.size == 0:
+        return FactorVAEScore(0.0, 0.0, 0)
+
+    def votes(n: int) -> np.ndarray:
+        factors = sample_factors(n * batch_size, generator).reshape(n, batch_size, -1)
+        held = torch.randint(factors.shape[2], (n,), generator=generator)
+        rows = torch.arange(n)
+        factors[rows, :, held] = factors[rows, 0, held][:, None]
+        codes = _numpy(represent(factors.reshape(n * batch_size, -1))).astype(np.float64)
+        local_var = codes.reshape(n, batch_size, -1).var(1, ddof=1)
+        chosen = active[np.argmin(local_var[:, active] / global_var[active], axis=1)]
+        table = np.zeros((factors.shape[2], global_var.size), dtype=np.int64)
+        np.add.at(table, (held.numpy(), chosen), 1)
+        return table
+
+    train, evaluation = votes(num_train), votes(num_eval)
+    classifier = np.argmax(train, axis=0)  # the factor each code votes for most
+    columns = np.arange(train.shape[1])
+    return FactorVAEScore(
+        float(train[classifier, columns].sum() / train.sum()),
+        float(evaluation[classifier, columns].sum() / evaluation.sum()),
+        int(active.size),
+    )
+
+
+# --------------------------------------------------------------------- InfoGAN's codes
+
+
+@contextmanager
+def evaluating(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside the block; each module's mode is restored after."""
+    modes = [(m, m.training) for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.train(training)
+
+
+def _device(module: nn.Module) -> torch.device:
+    tensor = next(iter(module.parameters()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def mi_on_generated(
+    generator: nn.Module,
+    discriminator_with_q: nn.Module,
+    spec: LatentCodeSpec,
+    n: int = 2048,
+    batch_size: int = 256,
+    image_input: bool = False,
+    rng: torch.Generator | None = None,
+) -> dict[str, dict[str, float]]:
+    """Q's lower bound of I(c; G(z, c)) per code on ``n`` generated images, both nets in eval mode.
+
+    ``discriminator_with_q`` maps images to (D's logits, :class:`QOutput`), as
+    :class:`~gan_infogan_plugin.wrap.DiscriminatorWithQ` does; ``image_input``: G takes
+    (N, input_dim, 1, 1). Returns ``{code: {"mi", "entropy", "acc" or "mse"}}`` in nats, each the
+    mean over the images of :class:`MIRegularizer`'s statistics.
+    """
+    regularizer = MIRegularizer(spec)
+    device = _device(generator)
+    sums: dict[str, float] = {}
+    with evaluating(generator, discriminator_with_q):
+        for start in range(0, n, batch_size):
+            codes = spec.sample(min(batch_size, n - start), generator=rng).to(device)
+            _, q = discriminator_with_q(generator(codes.image if image_input else codes.flat))
+            for key, value in regularizer(q, codes).stats.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * len(codes)
+    result: dict[str, dict[str, float]] = {}
+    for code in spec.codes:
+        quality = "acc" if isinstance(code, CategoricalCode) else "mse"
+        result[code.name] = {
+            "mi": sums[f"mi/{code.name}"] / n,
+            "entropy": code.entropy,
+            quality: sums[f"{quality}/{code.name}"] / n,
+        }
+    return result
+
+
+def _q_outputs(q_predict: QPredict, images: torch.Tensor, batch_size: int, device) -> QOutput:
+    """Q on ``images`` (N, C, H, W) in batches, concatenated on the CPU."""
+    outs = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            outs.append(q_predict(images[start : start + batch_size].to(device)))
+    return QOutput(
+        tuple(torch.cat([o.cat_logits[i] for o in outs]).cpu() for i in range(len(outs[0].cat_logits))),
+        torch.cat([o.cont_mean for o in outs]).cpu(),
+        None,
+    )
+
+
+@dataclass
+class CategoricalScore:
+    """One categorical code's argmax on real images against their labels."""
+
+    accuracy: float
+    nmi: float
+    ari: float
+    mapping: dict[int, int]
+
+
+def categorical_scores(
+    q_predict: QPredict,
+    images: torch.Tensor,
+    labels: ArrayLike,
+    spec: LatentCodeSpec,
+    batch_size: int = 256,
+    device=None,
+) -> dict[str, CategoricalScore]:
+    """For each categorical code: Q's argmax on ``images`` (N, C, H, W) matched to ``labels`` (N,).
+
+    ``q_predict`` maps an image batch to :class:`QOutput` (put the networks in eval mode first,
+    e.g. with :func:`evaluating`).
+    """
+    labels = _labels(labels, "labels")
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    q = _q_outputs(q_predict, images, batch_size, device)
+    scores = {}
+    for code, logits in zip(spec.categorical, q.cat_logits):
+        pred = logits.argmax(1).numpy()
+        accuracy, mapping = hungarian_accuracy(pred, labels)
+        scores[code.name] = CategoricalScore(accuracy, nmi(pred, labels), ari(pred, labels), mapping)
+    return scores

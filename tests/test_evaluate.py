@@ -1,0 +1,156 @@
+"""evaluate.py: label agreement, MIG / FactorVAE and Q's MI, on hand-built cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gan_infogan_plugin import LatentCodeSpec, QOutput
+from gan_infogan_plugin.evaluate import (
+    ari,
+    categorical_scores,
+    factorvae_score,
+    hungarian_accuracy,
+    mi_on_generated,
+    mig,
+    nmi,
+)
+
+SIZES = (3, 5, 8)
+
+
+def sample_factors(n: int, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.stack([torch.randint(s, (n,), generator=generator) for s in SIZES], 1)
+
+
+# ----------------------------------------------------------------- label agreement
+
+
+def test_a_permuted_code_scores_one():
+    labels = np.repeat(np.arange(4), 5)
+    pred = (labels + 1) % 4
+    accuracy, mapping = hungarian_accuracy(pred, labels)
+    assert accuracy == 1.0
+    assert mapping == {1: 0, 2: 1, 3: 2, 0: 3}
+    assert nmi(pred, labels) == pytest.approx(1.0)
+    assert ari(pred, labels) == pytest.approx(1.0)
+
+
+def test_a_random_code_scores_near_zero():
+    rng = np.random.default_rng(0)
+    labels, pred = rng.integers(0, 10, 5000), rng.integers(0, 10, 5000)
+    accuracy, _ = hungarian_accuracy(pred, labels)
+    assert accuracy < 0.15  # chance is 0.1; matching adds a little
+    assert nmi(pred, labels) < 0.01
+    assert abs(ari(pred, labels)) < 0.01
+
+
+def test_hand_computed_contingency_table():
+    # codes x classes: [[2, 0], [1, 2], [0, 1]], n = 6
+    pred = [0, 0, 1, 1, 1, 2]
+    labels = [0, 0, 0, 1, 1, 1]
+    accuracy, mapping = hungarian_accuracy(pred, labels)
+    assert accuracy == pytest.approx(4 / 6)  # 0->0 and 1->1; code 2 is left unmatched
+    assert mapping == {0: 0, 1: 1}
+    # I = 1/3 ln 2 + 1/6 ln(2/3) + 1/3 ln(4/3) + 1/6 ln 2; H(pred) from (2, 3, 1)/6, H(labels) = ln 2
+    mi = math.log(2) / 3 + math.log(2 / 3) / 6 + math.log(4 / 3) / 3 + math.log(2) / 6
+    h_pred = -(1 / 3 * math.log(1 / 3) + 1 / 2 * math.log(1 / 2) + 1 / 6 * math.log(1 / 6))
+    assert nmi(pred, labels) == pytest.approx(mi / ((h_pred + math.log(2)) / 2))
+    assert nmi(pred, labels) == pytest.approx(0.43987, abs=1e-5)
+    # pairs together 2, row pairs 1+3+0 = 4, column pairs 3+3 = 6, all pairs 15: expected 4*6/15
+    assert ari(pred, labels) == pytest.approx((2 - 1.6) / (5 - 1.6))
+
+
+def test_more_classes_than_codes():
+    accuracy, mapping = hungarian_accuracy([0, 0, 1, 1], [0, 1, 2, 2])
+    assert accuracy == 0.75
+    assert mapping in ({0: 0, 1: 2}, {0: 1, 1: 2})
+
+
+# ----------------------------------------------------------------- MIG / FactorVAE
+
+
+def test_mig_hand_computed():
+    factor = np.array([[0], [0], [1], [1]])
+    codes = np.array([[0, 0], [0, 0], [1, 0], [1, 1]], dtype=float)
+    # I(code1; f) = ln 2 = H(f); I(code2; f) = 1/2 ln(4/3) + 1/4 ln(2/3) + 1/4 ln 2
+    second = 0.5 * math.log(4 / 3) + 0.25 * math.log(2 / 3) + 0.25 * math.log(2)
+    score = mig(codes, factor)
+    assert score.mi[0][0] == pytest.approx(math.log(2))
+    assert score.mi[1][0] == pytest.approx(second)
+    assert score.score == pytest.approx((math.log(2) - second) / math.log(2))
+
+
+def test_mig_perfect_and_random_codes():
+    g = torch.Generator().manual_seed(0)
+    factors = sample_factors(5000, g)
+    assert mig(factors.float(), factors).score > 0.98
+    assert mig(factors.float() * 0.3 + 1.0, factors).score > 0.98  # histograms ignore scale and shift
+    assert mig(torch.randn(5000, 3, generator=g), factors).score < 0.02
+
+
+def test_factorvae_perfect_and_random_codes():
+    g = torch.Generator().manual_seed(0)
+    kw = dict(batch_size=32, num_train=300, num_eval=300, num_variance_estimate=1000, generator=g)
+    perfect = factorvae_score(lambda f: f.float() * torch.tensor([1.0, 10.0, 0.1]), sample_factors, **kw)
+    assert (perfect.train_accuracy, perfect.eval_accuracy, perfect.num_active_dims) == (1.0, 1.0, 3)
+    random = factorvae_score(lambda f: torch.randn(f.shape[0], 4, generator=g), sample_factors, **kw)
+    assert random.eval_accuracy < 0.45  # chance is 1/3
+    assert random.num_active_dims == 4
+
+
+def test_factorvae_ignores_constant_codes():
+    g = torch.Generator().manual_seed(0)
+    kw = dict(batch_size=16, num_train=100, num_eval=100, num_variance_estimate=200, generator=g)
+    score = factorvae_score(lambda f: torch.cat([torch.zeros(len(f), 1), f.float()], 1), sample_factors, **kw)
+    assert score.num_active_dims == 3 and score.eval_accuracy == 1.0
+    assert factorvae_score(lambda f: torch.zeros(len(f), 2), sample_factors, **kw).num_active_dims == 0
+
+
+# ----------------------------------------------------------------- Q on generated / real images
+
+SPEC = LatentCodeSpec.parse("noise:2,cat:3,cont:1")
+
+
+class ExactQ(nn.Module):
+    """D+Q for the identity 'generator': reads the one-hot and the continuous code back exactly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(100.0))
+        self.bn = nn.BatchNorm1d(1)
+
+    def forward(self, x):
+        assert not self.training
+        cont = x[:, 5:6]
+        return x.sum(1), QOutput((x[:, 2:5] * self.scale,), cont, torch.zeros_like(cont))
+
+
+def test_mi_on_generated_for_an_exact_q():
+    generator, dq = nn.Identity(), ExactQ()
+    dq.train()
+    result = mi_on_generated(generator, dq, SPEC, n=300, batch_size=128, rng=torch.Generator().manual_seed(1))
+    assert dq.training  # mode restored
+    assert result["c1"]["mi"] == pytest.approx(math.log(3), abs=1e-6)
+    assert result["c1"]["entropy"] == pytest.approx(math.log(3))
+    assert result["c1"]["acc"] == 1.0
+    # sigma = 1 and mu = c: -log Q = ln(2 pi) / 2, so the bound is ln 2 - ln(2 pi) / 2 (negative)
+    assert result["c2"]["mi"] == pytest.approx(math.log(2) - 0.5 * math.log(2 * math.pi), abs=1e-6)
+    assert result["c2"]["mse"] == 0.0
+
+
+def test_categorical_scores_on_labelled_images():
+    spec = LatentCodeSpec.parse("noise:0,cat:4,cat:2")
+    labels = torch.arange(40) % 4
+    images = labels.float()[:, None, None, None]
+
+    def q_predict(x):
+        y = x.flatten().long()
+        return QOutput((nn.functional.one_hot((y + 1) % 4, 4).float(), nn.functional.one_hot(y % 2, 2).float()), x[:, :0, 0, 0], None)
+
+    scores = categorical_scores(q_predict, images, labels, spec, batch_size=16)
+    assert scores["c1"].accuracy == 1.0 and scores["c1"].mapping == {1: 0, 2: 1, 3: 2, 0: 3}
+    assert scores["c1"].nmi == pytest.approx(1.0) and scores["c1"].ari == pytest.approx(1.0)
+    assert scores["c2"].accuracy == 0.5  # two code values can match only two of the four classes
