@@ -1,0 +1,91 @@
+"""InfoGAN's cost over a plain GAN: one training step, same networks, batch and optimisers.
+
+    python benchmarks/overhead.py [--batch 64] [--repeats 30] [--threads N]
+
+The GAN step scores the real batch, the detached fake batch (D update) and the fake batch again
+(G update). The InfoGAN step is the same step with Q hooked on D's trunk and the MI term added to
+both updates: no extra discriminator pass. Steps alternate GAN / InfoGAN so machine noise hits
+both; the table gives medians after a warm-up. Target: InfoGAN / GAN <= 1.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from gan_infogan_plugin import InfoGAN, LatentCodeSpec, registry
+
+CASES = {"mnist": "noise:62,cat:10,cont:2", "svhn": "noise:124,cat:10x4,cont:4"}
+
+
+def make_step(model_name: str, spec: LatentCodeSpec, batch: int, info_gan: bool):
+    """A closure running one D update and one G update; returns nothing (no host sync)."""
+    torch.manual_seed(0)
+    model = registry.load("models", model_name)
+    g, d = model.build(spec.input_dim)
+    info = InfoGAN.wrap(g, d, spec, layer=model.q_layer) if info_gan else None
+    d_params = info.discriminator_parameters() if info else d.parameters()
+    opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    real = torch.rand(batch, model.channels, model.image_size, model.image_size) * 2 - 1
+    ones, zeros = torch.ones(batch), torch.zeros(batch)
+
+    def step() -> None:
+        codes = spec.sample(batch)
+        fake = g(codes.flat)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d = bce(d(real), ones) + bce(d(fake.detach()), zeros)
+        if info:
+            loss_d = loss_d + info.mi(codes).loss
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g = bce(d(fake), ones)
+        if info:
+            loss_g = loss_g + info.mi(codes).loss
+        loss_g.backward()
+        opt_g.step()
+
+    return step
+
+
+def timed(step) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # as the runner does on CPU: Adam on denormal floats is many times slower
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"median of {args.repeats} alternating steps after {args.warmup} warm-up")
+    print(f"{'nets':<8}{'GAN ms/step':>14}{'InfoGAN ms/step':>18}{'ratio':>9}")
+    for name, text in CASES.items():
+        spec = LatentCodeSpec.parse(text)
+        gan, infogan = make_step(name, spec, args.batch, False), make_step(name, spec, args.batch, True)
+        for _ in range(args.warmup):
+            gan(), infogan()
+        t_gan, t_info = [], []
+        for _ in range(args.repeats):
+            t_gan.append(timed(gan))
+            t_info.append(timed(infogan))
+        a, b = statistics.median(t_gan), statistics.median(t_info)
+        print(f"{name:<8}{a * 1e3:>14.1f}{b * 1e3:>18.1f}{b / a:>9.3f}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
