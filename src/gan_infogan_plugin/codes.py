@@ -32,6 +32,10 @@ def _prior_entropy(prior: str) -> float:
     return math.log(2.0) if prior == "uniform" else 0.5 * math.log(2.0 * math.pi * math.e)
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _draw(prior: str, shape: tuple[int, ...], device, generator) -> torch.Tensor:
     if prior == "uniform":
         return torch.rand(shape, device=device, generator=generator) * 2.0 - 1.0
@@ -117,22 +121,22 @@ class LatentCodeSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codes", tuple(self.codes))
-        if not isinstance(self.noise_dim, int) or self.noise_dim < 0:
+        if not _is_int(self.noise_dim) or self.noise_dim < 0:
             raise ValueError(f"noise size must be a non-negative integer, got {self.noise_dim!r}")
-        if self.noise_prior not in PRIORS:
+        if not isinstance(self.noise_prior, str) or self.noise_prior not in PRIORS:
             raise ValueError(f"unknown noise prior {self.noise_prior!r}: expected one of {', '.join(PRIORS)}")
         names: set[str] = set()
         for code in self.codes:
-            if not code.name or not code.name.isidentifier():
+            if not isinstance(code.name, str) or not code.name.isidentifier():
                 raise ValueError(f"code name {code.name!r} must be a Python identifier")
             if code.name in names:
                 raise ValueError(f"code name {code.name!r} is used twice")
             names.add(code.name)
             if isinstance(code, CategoricalCode):
-                if not isinstance(code.num_classes, int) or code.num_classes < 2:
+                if not _is_int(code.num_classes) or code.num_classes < 2:
                     raise ValueError(f"code {code.name!r}: a categorical code needs >= 2 classes, got {code.num_classes!r}")
             elif isinstance(code, ContinuousCode):
-                if code.prior not in PRIORS:
+                if not isinstance(code.prior, str) or code.prior not in PRIORS:
                     raise ValueError(f"code {code.name!r}: unknown prior {code.prior!r}: expected one of {', '.join(PRIORS)}")
             else:
                 raise ValueError(f"not a code: {code!r}")
@@ -250,8 +254,11 @@ class LatentCodeSpec:
     def from_dict(cls, data: dict) -> "LatentCodeSpec":
         if not isinstance(data, dict) or "noise" not in data:
             raise ValueError("a code spec dict needs a 'noise' key and a 'codes' list")
+        entries = data.get("codes", [])
+        if not isinstance(entries, list):
+            raise ValueError(f"'codes' must be a list of tables, got {type(entries).__name__}")
         codes: list[Code] = []
-        for i, entry in enumerate(data.get("codes", [])):
+        for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or entry.get("kind") not in ("cat", "cont"):
                 raise ValueError(f"codes[{i}]: expected a table with kind = 'cat' or 'cont'")
             name = entry.get("name", f"c{i + 1}")
