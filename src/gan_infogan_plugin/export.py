@@ -1,0 +1,169 @@
+"""Trained generators as safetensors files that rebuild themselves from their metadata.
+
+A file holds the generator's full state dict (parameters and buffers, BatchNorm running
+statistics included) and string metadata::
+
+    format          "gan-infogan-plugin/generator"      format_version  "1"
+    spec            the LatentCodeSpec as JSON (to_dict)
+    model           the registered model name           model_kwargs    JSON, channels included
+    recipe          the resolved recipe (TOML)          step            training step
+    versions        JSON: gan-infogan-plugin and torch versions
+
+:func:`load_generator` rebuilds the network through the model registry from the metadata alone.
+Nothing in the file is ever executed or unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+from torch import nn
+
+from . import __version__, registry
+from .codes import LatentCodeSpec
+from .errors import UserError
+from .images import traversal_grid
+
+FORMAT = "gan-infogan-plugin/generator"
+FORMAT_VERSION = "1"
+REQUIRED = ("format", "format_version", "spec", "model", "model_kwargs", "step")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, flush and fsync it, then rename it over ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_generator(
+    path: str | Path,
+    generator: nn.Module,
+    spec: LatentCodeSpec,
+    model_name: str,
+    model_kwargs: dict[str, Any],
+    recipe: str = "",
+    step: int = 0,
+) -> Path:
+    """Write ``generator``'s state dict and the metadata above to ``path`` (atomically).
+
+    ``model_kwargs`` are the keyword arguments of the registered model's ``generator`` builder
+    (``channels`` and any ``model.kwargs``); ``recipe`` is the recipe text.
+    """
+    path = Path(path)
+    generator = getattr(generator, "_orig_mod", generator)  # torch.compile wrapper
+    tensors = {name: t.detach().cpu().contiguous().clone() for name, t in generator.state_dict().items()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": json.dumps(spec.to_dict()),
+        "model": model_name,
+        "model_kwargs": json.dumps(model_kwargs),
+        "recipe": recipe,
+        "step": str(step),
+        "versions": json.dumps({"gan-infogan-plugin": __version__, "torch": torch.__version__}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, safetensors.torch.save(tensors, metadata=metadata))
+    return path
+
+
+@dataclass
+class LoadedGenerator:
+    """A generator rebuilt from a file: in eval mode, on ``device``; ``metadata`` as stored (strings)."""
+
+    generator: nn.Module
+    spec: LatentCodeSpec
+    metadata: dict[str, str]
+    device: torch.device
+
+    @property
+    def model_name(self) -> str:
+        return self.metadata["model"]
+
+    @property
+    def step(self) -> int:
+        return int(self.metadata["step"])
+
+    @torch.no_grad()
+    def generate(self, n: int, fixed: dict[str, float] | None = None, seed: int | None = None) -> torch.Tensor:
+        """n images (n, C, H, W) in [-1, 1]; codes named in ``fixed`` take the given value (see LatentCodeSpec.sample)."""
+        rng = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
+        codes = self.spec.sample(n, device=self.device, generator=rng, fixed=fixed)
+        return self.generator(codes.flat.to(next(self.generator.parameters()).dtype))
+
+    def traverse(self, code: str, n_noise: int = 8, seed: int = 0) -> torch.Tensor:
+        """A traversal of ``code``: (values * n_noise, C, H, W), rows = code values (see images.traversal_grid)."""
+        return traversal_grid(self.generator, self.spec, code, n_noise, seed, self.device)
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        raise UserError(f"{path}: a pickle / torch.save file, not safetensors; it is never unpickled (export with save_generator)")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata()
+    except Exception as exc:  # safetensors raises its own error types for every malformed file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: not a valid safetensors file ({reason})") from None
+    if not metadata:
+        raise UserError(f"{path}: a safetensors file without metadata; expected one written by save_generator")
+    missing = [key for key in REQUIRED if key not in metadata]
+    if missing or metadata["format"] != FORMAT:
+        what = f"missing metadata {', '.join(missing)}" if missing else f"format {metadata['format']!r}"
+        raise UserError(f"{path}: not a generator file from gan-infogan-plugin ({what})")
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise UserError(f"{path}: format version {metadata['format_version']} (this package reads {FORMAT_VERSION}); upgrade gan-infogan-plugin")
+    return metadata
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> LoadedGenerator:
+    """Rebuild the generator saved at ``path``; any problem with the file is a :class:`UserError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    metadata = _read_metadata(path)
+    try:
+        spec = LatentCodeSpec.from_dict(json.loads(metadata["spec"]))
+        kwargs = json.loads(metadata["model_kwargs"])
+        int(metadata["step"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{path}: bad metadata: {exc}") from None
+    if not isinstance(kwargs, dict):
+        raise UserError(f"{path}: bad metadata: model_kwargs must be a JSON object")
+    try:
+        model = registry.load("models", metadata["model"])
+    except LookupError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    try:
+        generator = model.generator(spec.input_dim, **kwargs)
+    except TypeError as exc:
+        raise UserError(f"{path}: model {metadata['model']!r} does not take these kwargs: {exc}") from None
+    try:
+        tensors = safetensors.torch.load_file(str(path))
+        generator.load_state_dict(tensors, strict=True)
+    except Exception as exc:  # size mismatch, missing or unexpected keys, unreadable tensor data
+        reason = str(exc).strip().splitlines()
+        raise UserError(
+            f"{path}: the tensors do not fit model {metadata['model']!r} with spec {spec}: "
+            f"{' '.join(line.strip() for line in reason)[:300]}"
+        ) from None
+    device = torch.device(device)
+    generator.to(device=device, dtype=dtype) if dtype is not None else generator.to(device)
+    generator.eval()
+    return LoadedGenerator(generator, spec, dict(metadata), device)

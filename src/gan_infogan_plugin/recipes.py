@@ -1,0 +1,458 @@
+"""Recipes: one TOML file holds everything a training run needs.
+
+A recipe (every key optional except ``codes`` and ``model.name``; defaults below)::
+
+    description = "InfoGAN on MNIST"
+    codes = "noise:62,cat:10,cont:2"        # LatentCodeSpec string, or a [codes] table (its to_dict form)
+
+    [data]        name = "mnist", root = "data", download = true, split = "train", limit = 0 (all),
+                  crop = 0 (square centre), num_workers = 2, [data.options] (data set specific)
+    [model]       name = "mnist", channels = 0 (the model's), [model.kwargs] (passed to both networks)
+    [q_head]      hidden = 128, fixed_std = false, detach_trunk = false, layer = "" (the model's q_layer)
+    [regularizer] enabled = true, lambda_cat = 1.0, lambda_cont = 0.1
+    [optim.g]     lr = 1e-3, betas = [0.5, 0.999], weight_decay = 0.0      (and [optim.d], lr = 2e-4)
+    [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
+                  sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
+                  channels_last = false, accelerator = "auto", devices = 1, strategy = "auto",
+                  num_nodes = 1, precision = "32-true", skip_nonfinite = false
+
+Recipes are found by registered name (entry-point group ``gan_recipes.recipes``; each entry names a
+package or folder holding ``*.toml`` files) or by a path to a ``.toml`` file. ``--set a.b=value``
+overrides are TOML values (``--set optim.g.lr=5e-4``, ``--set data.name=mnist``; a value that is not
+TOML is taken as a string). Unknown keys and wrong types raise :class:`UserError` naming the key path,
+the expected type and the file (or the ``--set`` option).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+from . import registry
+from .codes import LatentCodeSpec
+from .errors import UserError
+
+
+def _at_least(low: float, default: Any = dataclasses.MISSING, exclusive: bool = False, **kwargs) -> Any:
+    """A dataclass field whose value must be >= low (> low when exclusive)."""
+    return field(default=default, metadata={"min": low, "exclusive": exclusive}, **kwargs)
+
+
+@dataclass
+class DataConfig:
+    """Which images: a registered data set (``gan_recipes.datasets``) and where its files are."""
+
+    name: str = "shapes"
+    root: str = "data"
+    download: bool = True
+    split: str = "train"
+    limit: int = _at_least(0, 0)
+    crop: int = _at_least(0, 0)
+    num_workers: int = _at_least(0, 2)
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """A registered model (``gan_recipes.models``); ``channels = 0`` keeps the model's own."""
+
+    name: str = ""
+    channels: int = _at_least(0, 0)
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class QHeadConfig:
+    """QHead settings; ``layer = ""`` hooks the model's ``q_layer``."""
+
+    hidden: int = _at_least(1, 128)
+    fixed_std: bool = False
+    detach_trunk: bool = False
+    layer: str = ""
+
+
+@dataclass
+class RegularizerConfig:
+    """The MI term's weights; ``enabled = false`` makes the run a plain GAN (no Q is attached)."""
+
+    enabled: bool = True
+    lambda_cat: float = _at_least(0.0, 1.0)
+    lambda_cont: float = _at_least(0.0, 0.1)
+
+
+@dataclass
+class OptimizerConfig:
+    """Adam settings for one network."""
+
+    lr: float = _at_least(0.0, 2e-4, exclusive=True)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = _at_least(0.0, 0.0)
+
+
+@dataclass
+class OptimConfig:
+    """One optimizer per network: ``g`` for the generator, ``d`` for the discriminator and Q together."""
+
+    g: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=1e-3))
+    d: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(lr=2e-4))
+
+
+@dataclass
+class TrainerConfig:
+    """Loop and Fabric settings. Intervals are in steps; 0 turns periodic samples / checkpoints off
+    (one is still written at the end)."""
+
+    batch_size: int = _at_least(1, 64)
+    max_steps: int = _at_least(0, 10_000)
+    seed: int = 0
+    log_every: int = _at_least(1, 50)
+    sample_every: int = _at_least(0, 1000)
+    sample_noise: int = _at_least(1, 8)
+    checkpoint_every: int = _at_least(0, 1000)
+    skip_nonfinite: bool = False
+    compile: bool = False
+    channels_last: bool = False
+    accelerator: str = "auto"
+    devices: int = _at_least(1, 1)
+    strategy: str = "auto"
+    num_nodes: int = _at_least(1, 1)
+    precision: str = "32-true"
+
+
+@dataclass
+class Recipe:
+    """A resolved recipe. ``name`` names the run folder; ``origin`` is where it was read from."""
+
+    name: str
+    codes: LatentCodeSpec
+    model: ModelConfig
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    q_head: QHeadConfig = field(default_factory=QHeadConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    origin: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TOML-ready form (what :func:`dump_toml` writes and :func:`parse_recipe` reads back)."""
+        out: dict[str, Any] = {"description": self.description, "codes": str(self.codes)}
+        out.update({section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS})
+        return out
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "q_head": QHeadConfig,
+    "regularizer": RegularizerConfig,
+    "optim": OptimConfig,
+    "trainer": TrainerConfig,
+}
+TOP_LEVEL = ("description", "codes", *SECTIONS)
+
+
+# --------------------------------------------------------------------------- validation
+class _Context:
+    """Where values came from: the file, or the --set option that gave a key."""
+
+    def __init__(self, origin: str, overrides: dict[str, str]) -> None:
+        self.origin = origin
+        self.overrides = overrides
+
+    def where(self, path: str) -> str:
+        for key, option in self.overrides.items():
+            if path == key or path.startswith(key + "."):
+                return f"--set {option}"
+        return self.origin
+
+    def fail(self, path: str, message: str) -> UserError:
+        return UserError(f"{self.where(path)}: {path}: {message}")
+
+
+def _describe(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", dict: "a table", list: "an array"}
+    shown = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 40 else type(value).__name__
+    return f"{names.get(type(value), type(value).__name__)} {shown}"
+
+
+def _unknown(ctx: _Context, path: str, key: str, known: list[str]) -> UserError:
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
+    hint = f"did you mean {', '.join(prefix + c for c in close)}?" if close else f"expected one of {', '.join(known)}"
+    return UserError(f"{ctx.where(path)}: unknown key {path}: {hint}")
+
+
+def _convert(ctx: _Context, path: str, hint: Any, value: Any, meta: typing.Mapping) -> Any:
+    """Check one TOML value against a field's type hint (and its minimum)."""
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ctx.fail(path, f"expected a table, got {_describe(value)}")
+        return _build(ctx, path, hint, value)
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif hint is dict:
+        ok = isinstance(value, dict)
+    elif origin is list:
+        ok = isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+        if not ok:
+            raise ctx.fail(path, f"expected an array of two numbers, got {_describe(value)}")
+        value = [float(v) for v in value]
+        if not all(0.0 <= v < 1.0 for v in value):
+            raise ctx.fail(path, f"expected two numbers in [0, 1), got {value}")
+        return value
+    else:  # pragma: no cover - a field type this module does not handle is a bug
+        raise TypeError(f"unsupported field type {hint!r} at {path}")
+    if not ok:
+        names = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string", dict: "a table"}
+        raise ctx.fail(path, f"expected {names[hint]}, got {_describe(value)}")
+    if "min" in meta and isinstance(value, (int, float)):
+        low, exclusive = meta["min"], meta["exclusive"]
+        if value < low or (exclusive and value == low) or (isinstance(value, float) and not math.isfinite(value)):
+            raise ctx.fail(path, f"expected a number {'>' if exclusive else '>='} {low}, got {value!r}")
+    return value
+
+
+def _build(ctx: _Context, path: str, cls: type, raw: dict) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise _unknown(ctx, f"{path}.{key}", key, list(fields))
+        values[key] = _convert(ctx, f"{path}.{key}", hints[key], value, fields[key].metadata)
+    return cls(**values)
+
+
+def _codes(ctx: _Context, value: Any) -> LatentCodeSpec:
+    try:
+        if isinstance(value, str):
+            return LatentCodeSpec.parse(value)
+        if isinstance(value, dict):
+            return LatentCodeSpec.from_dict(value)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ctx.fail("codes", str(exc)) from None
+    raise ctx.fail("codes", f"expected a spec string like 'noise:62,cat:10,cont:2' or a table, got {_describe(value)}")
+
+
+def _check_registered(ctx: _Context, path: str, kind: str, name: str) -> None:
+    known = registry.entries(kind)
+    if name not in known:
+        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(sorted(known)) or 'none'}"
+        raise ctx.fail(path, f"unknown {kind[:-1].replace('data', 'data ')} {name!r}: {hint}")
+
+
+def parse_recipe(text: str, name: str, origin: str, overrides: list[str] = ()) -> Recipe:
+    """A TOML document (plus ``key=value`` overrides) to a checked :class:`Recipe`.
+
+    ``origin`` (a file path or a registered name) is used in error messages.
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{origin}: not valid TOML: {exc}") from None
+    ctx = _Context(origin, {})
+    for option in overrides:
+        key = apply_override(raw, option)
+        ctx.overrides[key] = option
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise _unknown(ctx, key, key, list(TOP_LEVEL))
+    if "codes" not in raw:
+        raise UserError(f"{origin}: missing key codes: expected a spec string like 'noise:62,cat:10,cont:2'")
+    model = raw.get("model", {})
+    if not isinstance(model, dict) or "name" not in model:
+        raise UserError(f"{ctx.where('model.name')}: missing key model.name: expected a registered model name")
+    values: dict[str, Any] = {"codes": _codes(ctx, raw["codes"])}
+    if "description" in raw:
+        values["description"] = _convert(ctx, "description", str, raw["description"], {})
+    for section, cls in SECTIONS.items():
+        if section in raw:
+            values[section] = _convert(ctx, section, cls, raw[section], {})
+    recipe = Recipe(name=name, origin=origin, **values)
+    _check_registered(ctx, "model.name", "models", recipe.model.name)
+    _check_registered(ctx, "data.name", "datasets", recipe.data.name)
+    return recipe
+
+
+# --------------------------------------------------------------------------- --set overrides
+_OVERRIDE = re.compile(r"^\s*([A-Za-z_][\w-]*(?:\.[A-Za-z_][\w-]*)*)\s*=(.*)$", re.S)
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (``5e-4``, ``true``, ``[0.5, 0.99]``, ``"x"``); anything else is taken as a string."""
+    try:
+        return tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text.strip()
+
+
+def override(key: str, value: Any) -> str:
+    """The ``--set`` text setting ``key`` to a Python value: ``override("trainer.seed", 3) == "trainer.seed=3"``."""
+    return f"{key}={_toml_value(value)}"
+
+
+def apply_override(raw: dict, option: str) -> str:
+    """Set ``a.b.c=value`` in the nested dict ``raw``; returns the key path."""
+    match = _OVERRIDE.match(option)
+    if not match:
+        raise UserError(f"--set {option}: expected KEY=VALUE with a dotted key, like optim.g.lr=5e-4")
+    key, text = match.group(1), match.group(2)
+    *parents, last = key.split(".")
+    table = raw
+    for i, part in enumerate(parents):
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise UserError(f"--set {option}: {'.'.join(parents[: i + 1])} is not a table")
+    table[last] = parse_value(text)
+    return key
+
+
+# --------------------------------------------------------------------------- finding recipes
+@dataclass(frozen=True)
+class RecipeSource:
+    """A registered recipe file: its name (the file stem), the providing distribution and the file."""
+
+    name: str
+    distribution: str
+    file: Traversable
+
+    def read(self) -> str:
+        return self.file.read_text(encoding="utf-8")
+
+
+def _recipe_files(target: Any) -> list[Traversable]:
+    """The ``*.toml`` files an entry point names: a package (its folder), a folder or one file."""
+    if isinstance(target, types.ModuleType):
+        folder = resources.files(target)
+    elif isinstance(target, (str, Path)):
+        folder = Path(target)
+        if folder.is_file():
+            return [folder]
+    else:
+        raise TypeError(f"expected a package, a folder or a file, got {type(target).__name__}")
+    return sorted((f for f in folder.iterdir() if f.name.endswith(".toml")), key=lambda f: f.name)
+
+
+def available_recipes() -> dict[str, RecipeSource]:
+    """Every registered recipe by name (first registration wins; broken entry points are skipped with a warning)."""
+    found: dict[str, RecipeSource] = {}
+    loaded = registry.load_all("recipes")
+    for entry_name, entry in registry.entries("recipes").items():
+        if entry_name not in loaded:
+            continue
+        for file in _recipe_files(loaded[entry_name]):
+            stem = file.name[: -len(".toml")]
+            found.setdefault(stem, RecipeSource(stem, entry.distribution, file))
+    return found
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.endswith(".toml") or "/" in text or "\\" in text
+
+
+def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
+    """A recipe by registered name or by path to a ``.toml`` file, with ``key=value`` overrides applied."""
+    if _looks_like_path(name_or_path) or Path(name_or_path).is_file():
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such recipe file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: cannot read the recipe: {exc}") from None
+        return parse_recipe(text, path.stem, str(path), overrides)
+    known = available_recipes()
+    if name_or_path not in known:
+        close = difflib.get_close_matches(name_or_path, list(known), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known)) or 'none'}"
+        raise UserError(f"unknown recipe {name_or_path!r}: {hint} (or give a path to a .toml file)")
+    source = known[name_or_path]
+    return parse_recipe(source.read(), name_or_path, f"recipe {name_or_path}", overrides)
+
+
+# --------------------------------------------------------------------------- a tiny TOML writer
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dump_toml(data: dict[str, Any]) -> str:
+    """``data`` as a TOML document: scalars and arrays as ``key = value``, nested dicts as ``[tables]``.
+
+    ``tomllib.loads(dump_toml(d)) == d`` for dicts of str keys and TOML-representable values.
+    """
+    lines: list[str] = []
+
+    def emit(table: dict[str, Any], prefix: tuple[str, ...]) -> None:
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if prefix and (scalars or not tables):
+            if lines:
+                lines.append("")
+            lines.append("[" + ".".join(_toml_key(p) for p in prefix) + "]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
+        for key, sub in tables.items():
+            emit(sub, (*prefix, key))
+
+    emit(data, ())
+    return "\n".join(lines) + "\n"
