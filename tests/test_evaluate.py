@@ -11,6 +11,7 @@ from gan_infogan_plugin import LatentCodeSpec, QOutput
 from gan_infogan_plugin.evaluate import (
     ari,
     categorical_scores,
+    disentanglement_scores,
     factorvae_score,
     hungarian_accuracy,
     mi_on_generated,
@@ -154,3 +155,33 @@ def test_categorical_scores_on_labelled_images():
     assert scores["c1"].accuracy == 1.0 and scores["c1"].mapping == {1: 0, 2: 1, 3: 2, 0: 3}
     assert scores["c1"].nmi == pytest.approx(1.0) and scores["c1"].ari == pytest.approx(1.0)
     assert scores["c2"].accuracy == 0.5  # two code values can match only two of the four classes
+
+
+# ----------------------------------------------------------------- shapes
+
+
+def centroid_q(images: torch.Tensor) -> QOutput:
+    """An oracle 'Q' for sprites: the continuous codes read the sprite's centre (x, y) and its area."""
+    mass = (images[:, 0] + 1) / 2  # (N, S, S) in [0, 1]
+    grid = torch.arange(images.shape[-1], dtype=torch.float32)
+    area = mass.sum((1, 2)).clamp(min=1e-6)
+    cx = (mass.sum(1) * grid).sum(1) / area
+    cy = (mass.sum(2) * grid).sum(1) / area
+    return QOutput((), torch.stack([cx, cy, area], 1), None)
+
+
+def test_disentanglement_scores_reward_the_factor_reading_codes():
+    spec = LatentCodeSpec.parse("noise:1,cont:3")
+    kw = dict(size=16, num_points=2000, batch_size=16, num_train=150, num_eval=150, num_variance_estimate=1000)
+    oracle = disentanglement_scores(centroid_q, spec, rng=torch.Generator().manual_seed(0), **kw)
+    assert oracle.factors == ["shape", "scale", "rotation", "x", "y"] and oracle.codes == ["c1", "c2", "c3"]
+    gaps = dict(zip(oracle.factors, oracle.mig.gaps))
+    assert gaps["x"] > 0.4 and gaps["y"] > 0.4 and gaps["rotation"] < 0.1
+    assert oracle.factorvae.eval_accuracy > 0.45  # at most about 3/5: three codes for five factors
+
+    g = torch.Generator().manual_seed(1)
+    noise = disentanglement_scores(
+        lambda x: QOutput((), torch.randn(len(x), 3, generator=g), None), spec, rng=torch.Generator().manual_seed(0), **kw
+    )
+    assert noise.mig.score < 0.05
+    assert noise.factorvae.eval_accuracy < 0.35  # chance is 1/5

@@ -34,6 +34,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from .codes import CategoricalCode, LatentCodeSpec
+from .data import shapes
+from .data.base import fit_images
 from .qhead import QOutput
 from .regularizer import MIRegularizer
 
@@ -192,28 +194,36 @@ def factorvae_score(
     num_eval: int = 5000,
     num_variance_estimate: int = 10000,
     generator: torch.Generator | None = None,
+    images_per_call: int = 8192,
 ) -> FactorVAEScore:
     """The FactorVAE disentanglement score (disentanglement_lib's defaults).
 
     ``sample_factors(n, generator)`` draws ground-truth factors (n, F) long; ``represent(factors)``
     maps them (through images) to codes (n, K) float. Each vote holds one factor, chosen
-    uniformly, at the value of the batch's first sample.
+    uniformly, at the value of the batch's first sample. ``represent`` sees at most
+    ``images_per_call`` samples at a time (whole vote batches), except for the global sample.
     """
+    per_call = max(1, images_per_call // batch_size)
     global_var = _numpy(represent(sample_factors(num_variance_estimate, generator))).astype(np.float64).var(0, ddof=1)
     active = np.flatnonzero(global_var > 0)
     if active.size == 0:
         return FactorVAEScore(0.0, 0.0, 0)
 
     def votes(n: int) -> np.ndarray:
-        factors = sample_factors(n * batch_size, generator).reshape(n, batch_size, -1)
-        held = torch.randint(factors.shape[2], (n,), generator=generator)
-        rows = torch.arange(n)
-        factors[rows, :, held] = factors[rows, 0, held][:, None]
-        codes = _numpy(represent(factors.reshape(n * batch_size, -1))).astype(np.float64)
-        local_var = codes.reshape(n, batch_size, -1).var(1, ddof=1)
-        chosen = active[np.argmin(local_var[:, active] / global_var[active], axis=1)]
-        table = np.zeros((factors.shape[2], global_var.size), dtype=np.int64)
-        np.add.at(table, (held.numpy(), chosen), 1)
+        """(F, K) counts of (held factor, chosen code) over n votes, ``per_call`` votes per represent call."""
+        table: np.ndarray | None = None
+        for start in range(0, n, per_call):
+            m = min(per_call, n - start)
+            factors = sample_factors(m * batch_size, generator).reshape(m, batch_size, -1)
+            held = torch.randint(factors.shape[2], (m,), generator=generator)
+            rows = torch.arange(m)
+            factors[rows, :, held] = factors[rows, 0, held][:, None]
+            codes = _numpy(represent(factors.reshape(m * batch_size, -1))).astype(np.float64)
+            local_var = codes.reshape(m, batch_size, -1).var(1, ddof=1)
+            chosen = active[np.argmin(local_var[:, active] / global_var[active], axis=1)]
+            if table is None:
+                table = np.zeros((factors.shape[2], global_var.size), dtype=np.int64)
+            np.add.at(table, (held.numpy(), chosen), 1)
         return table
 
     train, evaluation = votes(num_train), votes(num_eval)
@@ -330,3 +340,59 @@ def categorical_scores(
         accuracy, mapping = hungarian_accuracy(pred, labels)
         scores[code.name] = CategoricalScore(accuracy, nmi(pred, labels), ari(pred, labels), mapping)
     return scores
+
+
+def q_codes(q_predict: QPredict, images: torch.Tensor, spec: LatentCodeSpec, batch_size: int = 256, device=None) -> torch.Tensor:
+    """Q's reading of every code, (N, len(spec.codes)) on the CPU in spec order: the argmax class for a
+    categorical code, the mean for a continuous one."""
+    q = _q_outputs(q_predict, images, batch_size, device)
+    cat, cont = iter(q.cat_logits), iter(q.cont_mean.T)
+    columns = [next(cat).argmax(1).float() if isinstance(c, CategoricalCode) else next(cont) for c in spec.codes]
+    return torch.stack(columns, 1)
+
+
+@dataclass
+class DisentanglementScores:
+    """MIG and FactorVAE of Q's codes (``codes``, in that order) against the shapes factors."""
+
+    codes: list[str]
+    factors: list[str]
+    mig: MIGScore
+    factorvae: FactorVAEScore
+
+
+def disentanglement_scores(
+    q_predict: QPredict,
+    spec: LatentCodeSpec,
+    size: int = 32,
+    channels: int = 1,
+    num_points: int = 10000,
+    bins: int = 20,
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    num_variance_estimate: int = 10000,
+    chunk: int = 512,
+    device=None,
+    rng: torch.Generator | None = None,
+) -> DisentanglementScores:
+    """Q's codes (see :func:`q_codes`) on sprites rendered from known factors (:mod:`.data.shapes`).
+
+    Images are rendered at ``size`` and given ``channels`` as the training data are. MIG uses
+    ``num_points`` random sprites; FactorVAE takes ``batch_size`` sprites per vote (defaults as in
+    disentanglement_lib). ``q_predict`` as in :func:`categorical_scores`.
+    """
+    if len(spec.codes) < 2:
+        raise ValueError(f"MIG needs at least two codes, the spec {spec} has {len(spec.codes)}")
+
+    def represent(factors: torch.Tensor) -> torch.Tensor:
+        images = fit_images(shapes.render(factors, size), size, channels, "shapes")
+        return q_codes(q_predict, images, spec, chunk, device)
+
+    factors = shapes.sample_factors(num_points, rng)
+    return DisentanglementScores(
+        list(spec.names),
+        list(shapes.FACTORS),
+        mig(represent(factors), factors, bins),
+        factorvae_score(represent, shapes.sample_factors, batch_size, num_train, num_eval, num_variance_estimate, rng),
+    )
