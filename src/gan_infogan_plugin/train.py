@@ -53,6 +53,7 @@ from .data.base import NOISE_STREAM, batches, stream_generator
 from .errors import RunInterrupted, UserError
 from .export import save_generator
 from .images import save_grid, traversal_grid
+from .models import GANModel
 from .recipes import Recipe
 from .wrap import InfoGAN
 
@@ -94,23 +95,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
 
     # Networks: the same initial weights on every rank.
     fabric.seed_everything(t.seed, verbose=False)
-    model = registry.load("models", recipe.model.name)
-    channels = recipe.model.channels or model.channels
-    try:
-        generator, discriminator = model.build(spec.input_dim, channels, **recipe.model.kwargs)
-    except TypeError as exc:
-        raise UserError(f"{recipe.origin}: model.kwargs: model {recipe.model.name!r} refuses them: {exc}") from None
-    info = None
-    if recipe.regularizer.enabled:
-        q = recipe.q_head
-        try:
-            info = InfoGAN.wrap(
-                generator, discriminator, spec, q.layer or model.q_layer, recipe.regularizer.lambda_cat,
-                recipe.regularizer.lambda_cont, image_input=False, hidden=q.hidden, fixed_std=q.fixed_std,
-                detach_trunk=q.detach_trunk,
-            )
-        except ValueError as exc:
-            raise UserError(f"{recipe.origin}: q_head.layer: {exc}") from None
+    model, channels, generator, discriminator, info = build_networks(recipe)
     d_module = info.discriminator_with_q() if info else discriminator
 
     data_cfg = recipe.data
@@ -287,6 +272,30 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
         console.print(f"done: {end} steps; generator: {weights}")
     fabric.barrier()
     return run_dir
+
+
+def build_networks(recipe: Recipe) -> tuple[GANModel, int, torch.nn.Module, torch.nn.Module, InfoGAN | None]:
+    """The recipe's registered model, its channel count, G and D initialised, and Q hooked on D
+    (None when the regularizer is disabled). Errors in the recipe's model settings are UserErrors."""
+    spec = recipe.codes
+    model = registry.load("models", recipe.model.name)
+    channels = recipe.model.channels or model.channels
+    try:
+        generator, discriminator = model.build(spec.input_dim, channels, **recipe.model.kwargs)
+    except TypeError as exc:
+        raise UserError(f"{recipe.origin}: model.kwargs: model {recipe.model.name!r} refuses them: {exc}") from None
+    info = None
+    if recipe.regularizer.enabled:
+        q = recipe.q_head
+        try:
+            info = InfoGAN.wrap(
+                generator, discriminator, spec, q.layer or model.q_layer, recipe.regularizer.lambda_cat,
+                recipe.regularizer.lambda_cont, image_input=False, hidden=q.hidden, fixed_std=q.fixed_std,
+                detach_trunk=q.detach_trunk,
+            )
+        except ValueError as exc:
+            raise UserError(f"{recipe.origin}: q_head.layer: {exc}") from None
+    return model, channels, generator, discriminator, info
 
 
 # --------------------------------------------------------------------------- the step's helpers
