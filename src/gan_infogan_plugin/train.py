@@ -38,11 +38,13 @@ import time
 import tomllib
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from lightning_fabric import Fabric
 from lightning_fabric.loggers import CSVLogger, TensorBoardLogger
 from rich.console import Console
@@ -72,8 +74,19 @@ RESUMABLE = {
 T = TypeVar("T")
 
 
-def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, force: bool = False, progress: bool = True) -> Path:
-    """Train ``recipe``; returns the run folder.
+@dataclass
+class TrainedRun:
+    """What :func:`train` returns on every rank: the run folder, the last step and the trained networks
+    (unwrapped from Fabric; ``discriminator`` is D, with Q as a DiscriminatorWithQ when the MI term is on)."""
+
+    run_dir: Path
+    step: int
+    generator: nn.Module
+    discriminator: nn.Module
+
+
+def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, force: bool = False, progress: bool = True) -> TrainedRun:
+    """Train ``recipe`` and write the run folder.
 
     ``out``: the run folder (default ``runs/<recipe>/<YYYYmmdd-HHMMSS>``). A folder holding another
     run is refused unless ``resume`` (continue from its last checkpoint; without ``out``, the
@@ -271,7 +284,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
             logger.finalize("success")
         console.print(f"done: {end} steps; generator: {weights}")
     fabric.barrier()
-    return run_dir
+    return TrainedRun(run_dir, end, g_plain, d_module.module)
 
 
 def build_networks(recipe: Recipe) -> tuple[GANModel, int, torch.nn.Module, torch.nn.Module, InfoGAN | None]:
