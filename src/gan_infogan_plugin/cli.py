@@ -1,4 +1,4 @@
-"""``gan-recipes``: list, show and run training recipes (typer + rich).
+"""``gan-recipes``: list, show and run training recipes, sample trained generators, evaluate runs (typer + rich).
 
 Every command runs inside :func:`user_errors`: a :class:`UserError` (or a registry LookupError)
 prints ``error: <message>`` on one line and exits with status 2 (130 for an interrupted run);
@@ -7,6 +7,7 @@ prints ``error: <message>`` on one line and exits with status 2 (130 for an inte
 
 from __future__ import annotations
 
+import math
 import tomllib
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,8 @@ HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
   gan-recipes run my-recipe.toml --out runs/try1     [dim]# your own recipe file[/dim]
   gan-recipes run infogan-mnist --resume --out runs/try1
   gan-recipes run infogan-svhn --accelerator gpu --devices 4 --strategy ddp --precision bf16-mixed
+  gan-recipes sample runs/try1/generator.safetensors --out c1.png --traverse c1
+  gan-recipes eval runs/try1 --data split=test          [dim]# codes vs labels, MI per code, MIG[/dim]
 """
 
 app = typer.Typer(
@@ -123,6 +126,138 @@ def run(
                    "strategy": strategy, "num_nodes": num_nodes, "precision": precision}
         cli_sets = [override(f"trainer.{key}", value) for key, value in options.items() if value is not None]
         train(load_recipe(recipe, [*set_, *cli_sets]), out=out, resume=resume, force=force, progress=progress)
+
+
+# --------------------------------------------------------------------------- sample and eval
+def _parse_fix(text: str) -> dict[str, float]:
+    """``c1=3,c2=0.5`` -> {"c1": 3.0, "c2": 0.5}."""
+    fixed: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            fixed[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UserError(f"--fix {text}: expected CODE=VALUE pairs separated by commas, like c1=3,c2=0.5; got {part!r}")
+    return fixed
+
+
+def _fresh(paths: list[Path], force: bool) -> None:
+    """Refuse to overwrite existing files unless --force."""
+    taken = [str(p) for p in paths if p.exists()]
+    if taken and not force:
+        raise UserError(f"{', '.join(taken)} already exists: pass --force to overwrite, or choose another path")
+
+
+@app.command()
+def sample(
+    weights: Path = typer.Argument(..., help="A generator file (generator.safetensors in a run folder)."),
+    out: Path = typer.Option(..., "--out", help="The PNG to write (with --traverse all: one FILE-<code>.png per code)."),
+    traverse: Optional[str] = typer.Option(None, "--traverse", help="A code to vary (rows = its values, columns = noise), or all."),
+    fix: Optional[str] = typer.Option(None, "--fix", help="Codes held at a value in plain samples: c1=3,c2=0.5."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Images (default 64), or noise columns of a traversal (default 8)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the noise and of the codes not given."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing PNG files."),
+) -> None:
+    """Draw images from a trained generator: plain samples, or Figure 2 style traversals of its codes."""
+    from .export import load_generator
+    from .images import save_grid
+
+    with user_errors():
+        if out.suffix.lower() != ".png":
+            raise UserError(f"--out {out}: expected a .png file name")
+        if traverse is not None and fix is not None:
+            raise UserError("--fix applies to plain samples; a traversal varies one code and draws the others per column")
+        fixed = _parse_fix(fix) if fix is not None else None
+        loaded = load_generator(weights, device=device)
+        spec = loaded.spec
+        if traverse is None:
+            _fresh([out], force)
+            try:
+                images = loaded.generate(n or 64, fixed=fixed, seed=seed)
+            except ValueError as exc:
+                raise UserError(f"--fix: {exc}") from None
+            save_grid(images, out, nrow=math.ceil(math.sqrt(len(images))))
+            typer.echo(out)
+            return
+        if traverse != "all" and traverse not in spec.names:
+            raise UserError(f"--traverse {traverse}: {weights} has codes {', '.join(spec.names) or 'none'} (or give all)")
+        codes = spec.names if traverse == "all" else (traverse,)
+        if not codes:
+            raise UserError(f"--traverse all: {weights} has no codes (spec {spec})")
+        targets = [out.with_name(f"{out.stem}-{code}{out.suffix}") for code in codes] if traverse == "all" else [out]
+        _fresh(targets, force)
+        for code, target in zip(codes, targets):
+            save_grid(loaded.traverse(code, n or 8, seed), target, nrow=n or 8)
+            typer.echo(target)
+
+
+def _eval_tables(result: dict) -> list[Table]:
+    """The codes (MI on generated images; accuracy, NMI, ARI on real labels) and MIG / FactorVAE."""
+    real = result.get("categorical", {}).get("codes", {})
+    title = f"step {result['step']}: {result['run']}"
+    codes = Table(title=title)
+    for column in ("code", "H(c)", "MI bound", "Q on G(z,c)", "real acc", "NMI", "ARI", "code -> class"):
+        codes.add_column(column, justify="left" if column in ("code", "code -> class") else "right")
+    for name, mi in result["mi"].items():
+        quality = f"acc {mi['acc']:.3f}" if "acc" in mi else f"mse {mi['mse']:.3f}"
+        row = [name, f"{mi['entropy']:.3f}", f"{mi['mi']:.3f}", quality]
+        if name in real:
+            score = real[name]
+            mapping = " ".join(f"{k}->{v}" for k, v in sorted(score["mapping"].items()))
+            row += [f"{score['accuracy']:.3f}", f"{score['nmi']:.3f}", f"{score['ari']:.3f}", mapping]
+        codes.add_row(*row)
+    if "categorical" in result:
+        codes.caption = f"real images: {result['categorical']['images']} from {result['categorical']['data']}; MI in nats"
+    tables = [codes]
+    if "disentanglement" in result:
+        d = result["disentanglement"]
+        scores = Table(title="disentanglement against the shapes factors")
+        scores.add_column("score")
+        scores.add_column("value", justify="right")
+        scores.add_row("MIG", f"{d['mig']:.3f}")
+        for factor, gap in d["mig_gaps"].items():
+            scores.add_row(f"  gap for {factor}", f"{gap:.3f}")
+        scores.add_row("FactorVAE (train votes)", f"{d['factorvae_train']:.3f}")
+        scores.add_row("FactorVAE (eval votes)", f"{d['factorvae_eval']:.3f}")
+        tables.append(scores)
+    return tables
+
+
+@app.command("eval")
+def eval_command(
+    run: Path = typer.Argument(..., help="A run folder, or a checkpoint file inside one."),
+    data: list[str] = typer.Option([], "--data", help="Set a key of the run's [data] table: --data split=test (repeatable)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write the results (default RUN/eval/step-NNNNNNN.json)."),
+    real: int = typer.Option(10000, "--real", min=0, help="Labelled real images for the categorical codes (0: skip the data)."),
+    generated: int = typer.Option(2048, "--generated", min=1, help="Generated images for Q's MI bound."),
+    points: int = typer.Option(10000, "--points", min=2, help="infogan-shapes: sprites for MIG and FactorVAE's variances."),
+    votes: int = typer.Option(1000, "--votes", min=2, help="infogan-shapes: FactorVAE training votes (half as many eval votes)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+) -> None:
+    """Score a run's codes: Q's MI bound per code against H(c), the categorical codes against the data's
+    labels (Hungarian accuracy, NMI, ARI) and, for shapes, MIG and the FactorVAE score."""
+    import json
+
+    from .evaluate import EvalConfig, evaluate_run, load_run
+    from .export import write_atomic
+
+    with user_errors():
+        loaded = load_run(run, data, device)
+        target = json_out or loaded.run_dir / "eval" / f"step-{loaded.step:07d}.json"
+        _fresh([target], force)
+        config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed)
+        result = evaluate_run(loaded, config, device)
+        console = Console()
+        for table in _eval_tables(result):
+            console.print(table)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, (json.dumps(result, indent=2) + "\n").encode())
+        console.print(f"results: {target}")
 
 
 def main() -> None:

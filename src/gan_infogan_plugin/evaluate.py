@@ -24,9 +24,11 @@ H(c)), :func:`categorical_scores` (Q on real labelled images) and :func:`disenta
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,8 +37,10 @@ from torch import nn
 
 from .codes import CategoricalCode, LatentCodeSpec
 from .data import shapes
-from .data.base import fit_images
+from .data.base import ImageData, fit_images, to_unit_range
+from .errors import UserError
 from .qhead import QOutput
+from .recipes import Recipe, load_recipe
 from .regularizer import MIRegularizer
 
 ArrayLike = np.ndarray | torch.Tensor
@@ -396,3 +400,167 @@ def disentanglement_scores(
         mig(represent(factors), factors, bins),
         factorvae_score(represent, shapes.sample_factors, batch_size, num_train, num_eval, num_variance_estimate, rng),
     )
+
+
+# --------------------------------------------------------------------- a trained run
+
+
+@dataclass
+class EvalConfig:
+    """How many samples each measurement uses (disentanglement_lib uses points = 10000, votes = 10000)."""
+
+    generated: int = 2048  # generated images for Q's MI bound
+    real: int = 10000  # labelled real images for the categorical codes (0: skip)
+    points: int = 10000  # sprites for MIG and for FactorVAE's global variances
+    votes: int = 1000  # FactorVAE training votes; half as many eval votes
+    vote_batch: int = 64  # sprites per FactorVAE vote
+    batch_size: int = 256
+    seed: int = 0
+
+
+def _real_images(data: ImageData, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n images (float in [-1, 1]) and labels of a labelled data set."""
+    n = min(n, len(data))
+    if data.images is not None:
+        return to_unit_range(data.images[:n]), data.labels[:n]  # type: ignore[index]
+    return torch.stack([data.dataset[i][0] for i in range(n)]), data.labels[:n]  # type: ignore[index]
+
+
+def evaluate_networks(
+    generator: nn.Module,
+    discriminator_with_q: nn.Module,
+    spec: LatentCodeSpec,
+    size: int,
+    channels: int,
+    data: ImageData | None = None,
+    shapes_factors: bool = False,
+    config: EvalConfig = EvalConfig(),
+    device=None,
+) -> dict[str, Any]:
+    """Every measurement that applies, as a JSON-ready dict.
+
+    ``mi``: :func:`mi_on_generated`; ``categorical`` (when ``data`` has labels and the spec has
+    categorical codes): ``data``, ``images`` and per code :func:`categorical_scores` on
+    ``config.real`` images; ``disentanglement``
+    (``shapes_factors``: the data are :mod:`.data.shapes` sprites): MIG and FactorVAE. Both networks
+    run in eval mode and are left in the mode they were in.
+    """
+    rng = torch.Generator().manual_seed(config.seed)
+    result: dict[str, Any] = {
+        "mi": mi_on_generated(generator, discriminator_with_q, spec, config.generated, config.batch_size, rng=rng)
+    }
+
+    def q_predict(images: torch.Tensor) -> QOutput:
+        return discriminator_with_q(images)[1]
+
+    with evaluating(generator, discriminator_with_q):
+        if data is not None and data.labels is not None and spec.categorical and config.real > 0:
+            images, labels = _real_images(data, config.real)
+            scores = categorical_scores(q_predict, images, labels, spec, config.batch_size, device)
+            result["categorical"] = {"data": data.name, "images": len(labels), "codes": {k: asdict(v) for k, v in scores.items()}}
+        if shapes_factors and len(spec.codes) >= 2:
+            found = disentanglement_scores(
+                q_predict, spec, size, channels, config.points, batch_size=config.vote_batch, num_train=config.votes,
+                num_eval=max(1, config.votes // 2), num_variance_estimate=config.points, chunk=config.batch_size,
+                device=device, rng=rng,
+            )
+            result["disentanglement"] = {
+                "codes": found.codes,
+                "factors": found.factors,
+                "mig": found.mig.score,
+                "mig_gaps": dict(zip(found.factors, found.mig.gaps)),
+                "mi": found.mig.mi,
+                "factorvae_train": found.factorvae.train_accuracy,
+                "factorvae_eval": found.factorvae.eval_accuracy,
+                "num_active_dims": found.factorvae.num_active_dims,
+            }
+    result["settings"] = asdict(config)
+    return result
+
+
+def flat_metrics(result: dict[str, Any], prefix: str = "eval/") -> dict[str, float]:
+    """The scalar numbers of an :func:`evaluate_networks` result, for a metrics logger."""
+    flat = {f"{prefix}mi/{code}": v["mi"] for code, v in result["mi"].items()}
+    for code, score in result.get("categorical", {}).get("codes", {}).items():
+        flat.update({f"{prefix}{key}/{code}": score[key] for key in ("accuracy", "nmi", "ari")})
+    if "disentanglement" in result:
+        d = result["disentanglement"]
+        flat.update({f"{prefix}mig": d["mig"], f"{prefix}factorvae": d["factorvae_eval"]})
+    return flat
+
+
+@dataclass
+class TrainedRun:
+    """A run folder's recipe and networks as its checkpoint left them (D and Q as one module)."""
+
+    run_dir: Path
+    checkpoint: Path
+    recipe: Recipe
+    step: int
+    size: int
+    channels: int
+    generator: nn.Module
+    discriminator_with_q: nn.Module
+
+
+def _run_paths(path: Path) -> tuple[Path, Path]:
+    """(run folder, checkpoint) from a run folder or a checkpoint file inside one."""
+    if path.is_dir():
+        run_dir, checkpoint = path, path / "checkpoints" / "last.ckpt"
+        if not checkpoint.is_file():
+            raise UserError(f"{path}: not a finished run folder: expected a checkpoint at {checkpoint}")
+    elif path.is_file():
+        checkpoint = path
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    else:
+        raise UserError(f"{path}: no such run folder or checkpoint file")
+    if not (run_dir / "recipe.toml").is_file():
+        raise UserError(f"{checkpoint}: the run's recipe is not at {run_dir / 'recipe.toml'}; eval needs the run folder")
+    return run_dir, checkpoint
+
+
+def load_run(path: str | Path, data_overrides: list[str] = (), device: torch.device | str = "cpu") -> TrainedRun:
+    """Rebuild G and D+Q from a run folder (or its checkpoint) and ``recipe.toml``.
+
+    The checkpoint is read with ``torch.load(weights_only=True)``: nothing in it is executed.
+    ``data_overrides`` are ``KEY=VALUE`` settings of the recipe's ``[data]`` table (``split=test``).
+    """
+    from .train import build_networks  # train imports this module for trainer.eval_every
+
+    run_dir, checkpoint = _run_paths(Path(path))
+    recipe = load_recipe(str(run_dir / "recipe.toml"), [f"data.{item}" for item in data_overrides])
+    model, channels, generator, discriminator, info = build_networks(recipe)
+    if info is None:
+        raise UserError(f"{run_dir / 'recipe.toml'}: regularizer.enabled is false: a plain GAN has no Q to evaluate")
+    dq = info.discriminator_with_q()
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a zip/pickle, or holding objects weights_only refuses
+        raise UserError(f"{checkpoint}: not a readable checkpoint ({str(exc).strip().splitlines()[0][:200]})") from None
+    if not isinstance(state, dict) or not {"generator", "discriminator", "step"} <= state.keys():
+        raise UserError(f"{checkpoint}: expected a gan-recipes checkpoint with generator, discriminator and step")
+    try:
+        generator.load_state_dict(state["generator"])
+        dq.load_state_dict(state["discriminator"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        reason = " ".join(line.strip() for line in str(exc).strip().splitlines())[:300]
+        raise UserError(f"{checkpoint}: its weights do not fit the networks of {run_dir / 'recipe.toml'}: {reason}") from None
+    generator.to(device).eval()
+    dq.to(device).eval()
+    return TrainedRun(run_dir, checkpoint, recipe, int(state["step"]), model.image_size, channels, generator, dq)
+
+
+def evaluate_run(run: TrainedRun, config: EvalConfig = EvalConfig(), device: torch.device | str = "cpu") -> dict[str, Any]:
+    """:func:`evaluate_networks` for a loaded run, on its recipe's data (``config.real`` images)."""
+    from . import registry
+
+    data = None
+    if config.real > 0:
+        cfg = run.recipe.data
+        cfg = dataclasses.replace(cfg, limit=min(cfg.limit or config.real, config.real))
+        data = registry.load("datasets", cfg.name)(cfg, run.size, run.channels)
+    result = evaluate_networks(
+        run.generator, run.discriminator_with_q, run.recipe.codes, run.size, run.channels, data,
+        run.recipe.data.name == "shapes", config, device,
+    )
+    return {"run": str(run.run_dir), "checkpoint": str(run.checkpoint), "step": run.step, **result}
