@@ -1,0 +1,106 @@
+"""The runner against a bare loop: images/s of `gan-recipes run infogan-mnist` and of a hand-written loop.
+
+    python benchmarks/runner.py [--steps 300] [--repeats 2] [--threads N] [--data ../shared/data/mnist]
+
+Both train the infogan-mnist recipe's networks, batch, optimisers and MI term on the real MNIST test
+set (10,000 digits, torchvision raw layout) for the same number of steps, on this machine's CPU with
+the same thread count. The runner runs as users run it (in-process `train`, progress bar off because
+there is no terminal, metrics every `log_every` steps, a traversal grid per code and a checkpoint
+every `--every` steps, safetensors at the end); the bare loop is the ten-line loop a user would write,
+with batches drawn by indexing one in-memory tensor. Times are wall clock from the call to the
+return (set-up included); runs alternate and the table gives medians. Target: runner >= 0.95x bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gan_infogan_plugin import InfoGAN, registry
+from gan_infogan_plugin.recipes import load_recipe
+from gan_infogan_plugin.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    return [
+        f"data.root={str(Path(args.data).resolve())!r}".replace("'", '"'),
+        'data.split="test"',
+        "data.download=false",
+        f"trainer.max_steps={args.steps}",
+        f"trainer.sample_every={args.every}",
+        f"trainer.checkpoint_every={args.every}",
+    ]
+
+
+def run_runner(args: argparse.Namespace) -> float:
+    recipe = load_recipe("infogan-mnist", overrides(args))
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        train(recipe, Path(out) / "run", progress=False)
+        return time.perf_counter() - start
+
+
+def run_bare(args: argparse.Namespace) -> float:
+    recipe = load_recipe("infogan-mnist", overrides(args))
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    spec, model, t = recipe.codes, registry.load("models", recipe.model.name), recipe.trainer
+    data = registry.load("datasets", recipe.data.name)(recipe.data, model.image_size, model.channels)
+    images = data.images.float().div(127.5).sub(1.0) if data.images.dtype == torch.uint8 else data.images
+    g, d = model.build(spec.input_dim)
+    info = InfoGAN.wrap(g, d, spec, model.q_layer, recipe.regularizer.lambda_cat, recipe.regularizer.lambda_cont, image_input=False)
+    opt_g = torch.optim.Adam(g.parameters(), lr=recipe.optim.g.lr, betas=tuple(recipe.optim.g.betas))
+    opt_d = torch.optim.Adam(info.discriminator_parameters(), lr=recipe.optim.d.lr, betas=tuple(recipe.optim.d.betas))
+    ones, zeros = torch.ones(t.batch_size), torch.zeros(t.batch_size)
+    for _ in range(t.max_steps):
+        real = images[torch.randint(len(images), (t.batch_size,))]
+        codes = info.sample(t.batch_size)
+        fake = g(codes.flat)
+        opt_d.zero_grad()
+        loss_d = F.binary_cross_entropy_with_logits(d(real), ones)
+        loss_d = loss_d + F.binary_cross_entropy_with_logits(d(fake.detach()), zeros) + info.mi(codes).loss
+        loss_d.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        loss_g = F.binary_cross_entropy_with_logits(d(fake), ones) + info.mi(codes).loss
+        loss_g.backward()
+        opt_g.step()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--every", type=int, default=100, help="sample and checkpoint interval of the runner")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    batch = load_recipe("infogan-mnist").trainer.batch_size
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, infogan-mnist, batch {batch}, "
+          f"{args.steps} steps, median of {args.repeats} alternating runs")
+    bare, runner = [], []
+    for _ in range(args.repeats):
+        bare.append(run_bare(args))
+        runner.append(run_runner(args))
+    images = args.steps * batch
+    b, r = images / statistics.median(bare), images / statistics.median(runner)
+    print(f"{'loop':<10}{'images/s':>10}{'s/run':>9}")
+    print(f"{'bare':<10}{b:>10.1f}{statistics.median(bare):>9.1f}")
+    print(f"{'runner':<10}{r:>10.1f}{statistics.median(runner):>9.1f}")
+    print(f"runner / bare = {r / b:.3f}")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
