@@ -490,7 +490,7 @@ def flat_metrics(result: dict[str, Any], prefix: str = "eval/") -> dict[str, flo
 
 
 @dataclass
-class TrainedRun:
+class LoadedRun:
     """A run folder's recipe and networks as its checkpoint left them (D and Q as one module)."""
 
     run_dir: Path
@@ -519,7 +519,7 @@ def _run_paths(path: Path) -> tuple[Path, Path]:
     return run_dir, checkpoint
 
 
-def load_run(path: str | Path, data_overrides: list[str] = (), device: torch.device | str = "cpu") -> TrainedRun:
+def load_run(path: str | Path, data_overrides: list[str] = (), device: torch.device | str = "cpu") -> LoadedRun:
     """Rebuild G and D+Q from a run folder (or its checkpoint) and ``recipe.toml``.
 
     The checkpoint is read with ``torch.load(weights_only=True)``: nothing in it is executed.
@@ -547,10 +547,10 @@ def load_run(path: str | Path, data_overrides: list[str] = (), device: torch.dev
         raise UserError(f"{checkpoint}: its weights do not fit the networks of {run_dir / 'recipe.toml'}: {reason}") from None
     generator.to(device).eval()
     dq.to(device).eval()
-    return TrainedRun(run_dir, checkpoint, recipe, int(state["step"]), model.image_size, channels, generator, dq)
+    return LoadedRun(run_dir, checkpoint, recipe, int(state["step"]), model.image_size, channels, generator, dq)
 
 
-def evaluate_run(run: TrainedRun, config: EvalConfig = EvalConfig(), device: torch.device | str = "cpu") -> dict[str, Any]:
+def evaluate_run(run: LoadedRun, config: EvalConfig = EvalConfig(), device: torch.device | str = "cpu") -> dict[str, Any]:
     """:func:`evaluate_networks` for a loaded run, on its recipe's data (``config.real`` images)."""
     from . import registry
 
