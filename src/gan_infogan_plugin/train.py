@@ -272,6 +272,9 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
                 )
 
     end = max(start, t.max_steps)
+    if world > 1:  # DDP sends rank 0's buffers (BatchNorm statistics) before each forward; once more at the end
+        for buffer in (*g_plain.buffers(), *d_module.module.buffers()):
+            torch.distributed.broadcast(buffer, src=0)
     sample(end)
     if last_saved != end:
         save_checkpoint(end)

@@ -1,0 +1,205 @@
+"""`gan-recipes run` end to end on tiny settings: the run folder, resume, refusals, failures, DDP."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from gan_infogan_plugin.cli import app
+from gan_infogan_plugin.export import load_generator
+from gan_infogan_plugin.images import save_grid
+
+# 28x28 shapes on the MNIST nets, batch 8, 4 noise columns per grid: a few steps take seconds.
+TINY = [
+    "data.options.count=64",
+    "trainer.batch_size=8",
+    "trainer.log_every=2",
+    "trainer.sample_every=2",
+    "trainer.checkpoint_every=2",
+    "trainer.sample_noise=4",
+]
+CODES = ("c1", "c2", "c3", "c4", "c5")  # infogan-shapes: cat:3, then four continuous codes
+
+
+def sets(*extra: str) -> list[str]:
+    return [arg for option in (*TINY, *extra) for arg in ("--set", option)]
+
+
+def gan_recipes(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def run_shapes(out: Path, steps: int, *extra: str, flags: tuple[str, ...] = ()):
+    return gan_recipes("run", "infogan-shapes", "--max-steps", steps, "--out", out, "--no-progress", *flags, *sets(*extra))
+
+
+def metric_steps(run_dir: Path) -> list[int]:
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    column = lines[0].split(",").index("step")
+    return [int(line.split(",")[column]) for line in lines[1:]]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(path))
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory) -> Path:
+    """A 4-step infogan-shapes run (samples and checkpoints every 2 steps)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "shapes"
+    result = run_shapes(out, 4)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_run_folder_holds_metrics_grids_checkpoint_and_generator(shapes_run):
+    assert {p.name for p in shapes_run.iterdir()} == {
+        "recipe.toml", "metrics.csv", "samples", "checkpoints", "generator.safetensors"
+    }
+    assert metric_steps(shapes_run) == [2, 4]
+    header = (shapes_run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"loss/d", "loss/g", "mi", "mi/c1", "acc/c1", "mse/c2", "images_per_s", "steps_per_s"} <= set(header)
+    for step in (2, 4):
+        for code in CODES:
+            with Image.open(shapes_run / "samples" / f"step-{step:07d}-{code}.png") as png:
+                png.load()
+                rows = 3 if code == "c1" else 9  # categorical: every class; continuous: 9 values in [-2, 2]
+                assert png.size == (4 * 30 + 2, rows * 30 + 2)  # 28 px images, 2 px gaps
+    assert (shapes_run / "checkpoints" / "last.ckpt").is_file()
+    assert 'codes = "noise:32,cat:3,cont:4"' in (shapes_run / "recipe.toml").read_text()
+
+
+def test_generator_file_reproduces_the_trained_generator(shapes_run, tmp_path):
+    loaded = load_generator(shapes_run / "generator.safetensors")
+    assert loaded.step == 4 and loaded.model_name == "mnist" and str(loaded.spec) == "noise:32,cat:3,cont:4"
+    checkpoint = torch.load(shapes_run / "checkpoints" / "last.ckpt", weights_only=True)
+    stored = weights(shapes_run / "generator.safetensors")
+    assert stored.keys() == checkpoint["generator"].keys()
+    assert all(torch.equal(stored[k], checkpoint["generator"][k]) for k in stored)  # BatchNorm buffers included
+    # The last traversal grid was drawn by the trained generator; the file draws the same pixels.
+    save_grid(loaded.traverse("c2", n_noise=4, seed=0), tmp_path / "c2.png", nrow=4)
+    again = np.asarray(Image.open(tmp_path / "c2.png"))
+    trained = np.asarray(Image.open(shapes_run / "samples" / "step-0000004-c2.png"))
+    assert np.array_equal(again, trained)
+
+
+def test_resume_reaches_the_weights_of_an_uninterrupted_run(shapes_run, tmp_path):
+    resumed = tmp_path / "resumed"
+    shutil.copytree(shapes_run, resumed)
+    result = run_shapes(resumed, 6, flags=("--resume",))
+    assert result.exit_code == 0, result.output
+    assert "resuming at step 4" in result.output
+    full = tmp_path / "full"
+    assert run_shapes(full, 6).exit_code == 0
+    a, b = weights(resumed / "generator.safetensors"), weights(full / "generator.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    d_a = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)
+    d_b = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    assert d_a["step"] == d_b["step"] == 6
+    assert all(torch.equal(d_a["discriminator"][k], d_b["discriminator"][k]) for k in d_b["discriminator"])
+    assert metric_steps(resumed) == [2, 4, 6]
+
+
+def test_a_folder_holding_a_run_is_never_overwritten(shapes_run, tmp_path):
+    before = (shapes_run / "generator.safetensors").read_bytes()
+    result = run_shapes(shapes_run, 2)
+    assert result.exit_code == 2
+    assert "holds another run" in result.output and "--resume" in result.output and "--force" in result.output
+    assert (shapes_run / "generator.safetensors").read_bytes() == before
+    copy = tmp_path / "copy"
+    shutil.copytree(shapes_run, copy)
+    assert run_shapes(copy, 0, flags=("--force",)).exit_code == 0
+    assert load_generator(copy / "generator.safetensors").step == 0
+    assert sorted(p.name for p in (copy / "samples").iterdir()) == [f"step-0000000-{c}.png" for c in CODES]
+
+
+def test_resume_refuses_other_settings(shapes_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(shapes_run, copy)
+    result = run_shapes(copy, 6, "optim.g.lr=0.5", flags=("--resume",))
+    assert result.exit_code == 2
+    assert "trained with other settings (optim.g.lr)" in result.output
+    nothing = run_shapes(tmp_path / "empty", 6, flags=("--resume",))
+    assert nothing.exit_code == 2 and "nothing to resume" in nothing.output
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = tmp_path / "nan"
+    result = run_shapes(out, 8, "optim.g.lr=1e30", "trainer.checkpoint_every=1")  # G blows up after step 1
+    assert result.exit_code == 2
+    assert "non-finite loss at step" in result.output and "skip_nonfinite" in result.output
+    assert "Traceback" not in result.output
+    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    bad_step = int(result.output.split("non-finite loss at step ")[1].split()[0])
+    assert checkpoint["step"] < bad_step
+    assert all(torch.isfinite(v).all() for v in checkpoint["generator"].values() if v.is_floating_point())
+
+
+def test_skip_nonfinite_counts_skipped_updates(tmp_path):
+    out = tmp_path / "skip"
+    result = run_shapes(out, 4, "optim.d.lr=1e30", "optim.g.lr=1e30", "trainer.skip_nonfinite=true")
+    assert result.exit_code == 0, result.output
+    lines = (out / "metrics.csv").read_text().splitlines()
+    skipped = [float(row.split(",")[lines[0].split(",").index("skipped")]) for row in lines[1:]]
+    assert skipped[-1] > 0
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
+    out = tmp_path / "term"
+    cmd = [shutil.which("gan-recipes") or "gan-recipes", "run", "infogan-shapes", "--max-steps", "100000", "--out", str(out),
+           "--no-progress", *sets("trainer.checkpoint_every=100000")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 240
+    first_grid = out / "samples" / "step-0000002-c1.png"
+    while not first_grid.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # training is under way once the first grid is written
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 130, stderr
+    assert "stopped at step" in stderr and "SIGTERM" in stderr and "--resume" in stderr
+    step = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["step"]
+    assert step >= 2
+    result = run_shapes(out, step + 1, "trainer.checkpoint_every=100000", flags=("--resume",))
+    assert result.exit_code == 0, result.output
+    assert load_generator(out / "generator.safetensors").step == step + 1
+
+
+def test_two_ddp_processes_hold_identical_weights(tmp_path):
+    script = _script(tmp_path / "ddp_run.py", f"""
+        import os, sys, torch
+        from gan_infogan_plugin.recipes import load_recipe
+        from gan_infogan_plugin.train import train
+        sets = {TINY!r} + ["trainer.max_steps=3", "trainer.devices=2", 'trainer.strategy="ddp"', 'trainer.accelerator="cpu"']
+        run = train(load_recipe("infogan-shapes", sets), out=sys.argv[1], progress=False)
+        state = {{f"g.{{k}}": v for k, v in run.generator.state_dict().items()}}
+        state.update({{f"d.{{k}}": v for k, v in run.discriminator.state_dict().items()}})
+        torch.save(state, os.path.join(sys.argv[1], f"rank{{os.environ.get('LOCAL_RANK', '0')}}.pt"))
+    """)
+    out = tmp_path / "ddp"
+    done = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert rank0.keys() == rank1.keys() and len(rank0) > 20
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert metric_steps(out) == [2, 3]
