@@ -1,5 +1,6 @@
 """`gan-recipes sample` and `gan-recipes eval` on a two-step infogan-shapes run (28x28, MNIST nets)."""
 
+import csv
 import json
 import pickle
 
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 from gan_infogan_plugin.cli import app
 
 TINY = ["--set", "data.options.count=64", "--set", "trainer.batch_size=8", "--set", "trainer.sample_every=0",
-        "--set", "trainer.checkpoint_every=0", "--set", "trainer.log_every=1"]
+        "--set", "trainer.checkpoint_every=0", "--set", "trainer.log_every=1", "--set", "trainer.eval_every=2"]
 
 
 def invoke(*args: str):
@@ -46,6 +47,15 @@ def png_size(path) -> tuple[int, int]:
 
 
 # 28x28 images with 2 pixels of padding: a grid of c columns and r rows is (30c + 2) x (30r + 2).
+
+
+def test_trainer_eval_every_logs_the_scores(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("eval/mig")]
+    assert [row["step"] for row in rows] == ["2"]
+    row = rows[0]
+    assert -10 < float(row["eval/mi/c1"]) <= 1.0987  # H(c1) = ln 3
+    assert 1 / 3 <= float(row["eval/accuracy/c1"]) <= 1 and 0 <= float(row["eval/factorvae"]) <= 1
 
 
 def test_sample_writes_a_grid(run_dir, tmp_path):

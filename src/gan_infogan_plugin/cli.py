@@ -234,7 +234,7 @@ def eval_command(
     real: int = typer.Option(10000, "--real", min=0, help="Labelled real images for the categorical codes (0: skip the data)."),
     generated: int = typer.Option(2048, "--generated", min=1, help="Generated images for Q's MI bound."),
     points: int = typer.Option(10000, "--points", min=2, help="infogan-shapes: sprites for MIG and FactorVAE's variances."),
-    votes: int = typer.Option(1000, "--votes", min=2, help="infogan-shapes: FactorVAE training votes (half as many eval votes)."),
+    votes: int = typer.Option(500, "--votes", min=2, help="infogan-shapes: FactorVAE training votes (half as many eval votes)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),

@@ -412,7 +412,7 @@ class EvalConfig:
     generated: int = 2048  # generated images for Q's MI bound
     real: int = 10000  # labelled real images for the categorical codes (0: skip)
     points: int = 10000  # sprites for MIG and for FactorVAE's global variances
-    votes: int = 1000  # FactorVAE training votes; half as many eval votes
+    votes: int = 500  # FactorVAE training votes; half as many eval votes
     vote_batch: int = 64  # sprites per FactorVAE vote
     batch_size: int = 256
     seed: int = 0

@@ -14,7 +14,8 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
                   channels_last = false, accelerator = "auto", devices = 1, strategy = "auto",
-                  num_nodes = 1, precision = "32-true", skip_nonfinite = false
+                  num_nodes = 1, precision = "32-true", skip_nonfinite = false,
+                  eval_every = 0 (off; else evaluate.evaluate_networks every N steps, logged as eval/...)
 
 Recipes are found by registered name (entry-point group ``gan_recipes.recipes``; each entry names a
 package or folder holding ``*.toml`` files) or by a path to a ``.toml`` file. ``--set a.b=value``
@@ -118,6 +119,7 @@ class TrainerConfig:
     log_every: int = _at_least(1, 50)
     sample_every: int = _at_least(0, 1000)
     sample_noise: int = _at_least(1, 8)
+    eval_every: int = _at_least(0, 0)
     checkpoint_every: int = _at_least(0, 1000)
     skip_nonfinite: bool = False
     compile: bool = False

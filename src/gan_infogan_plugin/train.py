@@ -13,7 +13,8 @@ Read :func:`train` top to bottom; it follows Lightning Fabric's DCGAN example:
 4. rank 0 logs metrics (Fabric's CSVLogger; TensorBoard too when installed) every ``log_every``
    steps, writes a traversal grid per code every ``sample_every`` steps, and checkpoints every
    ``checkpoint_every`` steps and at the end (atomically); at the end the generator goes to
-   ``generator.safetensors``.
+   ``generator.safetensors``. With ``eval_every``, rank 0 also logs :mod:`.evaluate`'s scores
+   (``eval/mi/<code>``, ``eval/accuracy/<code>``, ``eval/mig``, ...) every ``eval_every`` steps.
 
 The run folder::
 
@@ -53,6 +54,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from . import registry
 from .data.base import NOISE_STREAM, batches, stream_generator
 from .errors import RunInterrupted, UserError
+from .evaluate import EvalConfig, evaluate_networks, flat_metrics
 from .export import save_generator
 from .images import save_grid, traversal_grid
 from .models import GANModel
@@ -68,10 +70,12 @@ RESUMABLE = {
     "data.download",
     "data.num_workers",
     *(f"trainer.{k}" for k in ("max_steps", "log_every", "sample_every", "sample_noise", "checkpoint_every",
-                               "skip_nonfinite", "accelerator", "devices", "strategy", "num_nodes")),
+                               "eval_every", "skip_nonfinite", "accelerator", "devices", "strategy", "num_nodes")),
 }
 
 T = TypeVar("T")
+# trainer.eval_every: fewer samples than `gan-recipes eval`, so a periodic evaluation stays short.
+EVAL_IN_TRAINING = EvalConfig(generated=512, real=1000, points=1000, votes=100)
 
 
 @dataclass
@@ -171,6 +175,13 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
                 save_grid(images, run_dir / "samples" / f"step-{step:07d}-samples.png")
         last_sampled = step
 
+    def evaluate(step: int) -> None:
+        if fabric.is_global_zero and info is not None:
+            result = evaluate_networks(g_plain, d_module.module, spec, model.image_size, channels, data,
+                                       data_cfg.name == "shapes", EVAL_IN_TRAINING, device)
+            for logger in loggers:
+                logger.log_metrics(flat_metrics(result), step=step)
+
     def check_finite() -> None:
         bad_step = fabric.all_reduce(first_bad, reduce_op="max") if world > 1 else first_bad
         if (bad := int(bad_step)) >= 0:
@@ -261,6 +272,8 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
                                        f"D {values['loss/d']:.3f}  G {values['loss/g']:.3f}{mi_text}")
             if t.sample_every and done % t.sample_every == 0:
                 sample(done)
+            if t.eval_every and done % t.eval_every == 0:
+                evaluate(done)
             if t.checkpoint_every and done % t.checkpoint_every == 0:
                 save_checkpoint(done)
             if stop.agreed(fabric, every=1 if world == 1 else t.log_every, step=done):
