@@ -20,6 +20,10 @@ Disentanglement against ground-truth factors, defined as in disentanglement_lib
 And the InfoGAN view: :func:`mi_on_generated` (Q's lower bound of I(c; G(z, c)) per code, against
 H(c)), :func:`categorical_scores` (Q on real labelled images) and :func:`disentanglement_scores`
 (Q's codes on procedurally rendered shapes). All information quantities are in nats.
+
+For a trained run: :func:`load_run` rebuilds G and D+Q from a run folder's checkpoint and recipe,
+:func:`evaluate_run` / :func:`evaluate_networks` gather every measurement that applies into a
+JSON-ready dict (``gan-recipes eval``; ``trainer.eval_every`` logs :func:`flat_metrics` of it).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
+from . import registry
 from .codes import CategoricalCode, LatentCodeSpec
 from .data import shapes
 from .data.base import ImageData, fit_images, to_unit_range
@@ -552,8 +557,6 @@ def load_run(path: str | Path, data_overrides: list[str] = (), device: torch.dev
 
 def evaluate_run(run: LoadedRun, config: EvalConfig = EvalConfig(), device: torch.device | str = "cpu") -> dict[str, Any]:
     """:func:`evaluate_networks` for a loaded run, on its recipe's data (``config.real`` images)."""
-    from . import registry
-
     data = None
     if config.real > 0:
         cfg = run.recipe.data
