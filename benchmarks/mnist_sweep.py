@@ -86,6 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--d-dropout", type=float, default=0.0, help="dropout after D's two conv blocks")
     a("--translate", type=int, default=0, help="random shift of up to N pixels for every image D sees")
     a("--r1", type=float, default=0.0, help="R1 gradient penalty weight on real images")
+    a("--save", default=None, help="save G, D and Q state dicts here at each evaluation")
     a("--eval-batch-bn", action="store_true", help="also score Q with batch-statistics BatchNorm")
     return p.parse_args(argv)
 
@@ -164,6 +165,8 @@ def evaluate(info: InfoGAN, x: torch.Tensor, labels: np.ndarray, batch: int = 50
             out["mi_real"] = h_marg - h_cond  # Q's MI estimate between image and code on real data
             out["h_marg"] = h_marg
             counts = np.bincount(pred, minlength=probs.shape[1])
+            out["majority"] = [int(np.bincount(labels[pred == k], minlength=10).argmax()) if counts[k] else -1
+                               for k in range(probs.shape[1])]
             out["min_cluster"] = int(counts.min())
     d.train(), q.train()
     return out
@@ -277,6 +280,9 @@ def main(argv=None) -> dict:
             log.write(json.dumps(rec) + "\n")
             log.flush()
             print(json.dumps(rec), flush=True)
+            if args.save:
+                torch.save({"g": g.state_dict(), "d": d.state_dict(), "q": info.q_head.state_dict(),
+                            "spec": str(spec), "step": step}, args.save)
             if ev["acc_eval"] > best["acc"]:
                 best = {"acc": ev["acc_eval"], "step": step}
             result = {**rec, "best": best}
