@@ -97,7 +97,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
     newest run of this recipe) or ``force`` (replace it).
     """
     t, spec = recipe.trainer, recipe.codes
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)  # messages stay one line
     try:
         fabric = Fabric(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision)
     except Exception as exc:  # Fabric raises ValueError, RuntimeError or its MisconfigurationException
