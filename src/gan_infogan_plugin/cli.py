@@ -24,17 +24,26 @@ from .recipes import available_recipes, load_recipe, override
 
 HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
 
-[bold]Examples[/bold]
+[bold]Examples[/bold] (a recipe is a registered name or a .toml file)
 
-  gan-recipes list                                   [dim]# recipes, models, data sets[/dim]
-  gan-recipes show infogan-mnist                     [dim]# the resolved recipe as TOML[/dim]
-  gan-recipes run infogan-shapes                     [dim]# train on procedural shapes, no download[/dim]
+  [dim]# recipes, models and data sets; one recipe, resolved, as TOML[/dim]
+  gan-recipes list
+  gan-recipes show infogan-mnist --set optim.g.lr=5e-4
+
+  [dim]# train on procedural shapes (no download); then MNIST with changes[/dim]
+  gan-recipes run infogan-shapes
   gan-recipes run infogan-mnist --set optim.g.lr=5e-4 --max-steps 2000
-  gan-recipes run my-recipe.toml --out runs/try1     [dim]# your own recipe file[/dim]
+  gan-recipes run my-recipe.toml --out runs/try1
   gan-recipes run infogan-mnist --resume --out runs/try1
-  gan-recipes run infogan-svhn --accelerator gpu --devices 4 --strategy ddp --precision bf16-mixed
+
+  [dim]# several processes or GPUs[/dim]
+  gan-recipes run infogan-shapes --accelerator cpu --devices 2 --strategy ddp
+  gan-recipes run infogan-svhn --accelerator gpu --devices 4 --strategy ddp
+      --precision bf16-mixed
+
+  [dim]# use a trained generator; score a run[/dim]
   gan-recipes sample runs/try1/generator.safetensors --out c1.png --traverse c1
-  gan-recipes eval runs/try1 --data split=test          [dim]# codes vs labels, MI per code, MIG[/dim]
+  gan-recipes eval runs/try1 --data split=test
 """
 
 app = typer.Typer(
@@ -76,7 +85,7 @@ def list_command() -> None:
     with user_errors():
         table = Table(title="gan-recipes registry")
         for column in ("name", "kind", "distribution", "description"):
-            table.add_column(column, no_wrap=column != "description")
+            table.add_column(column, no_wrap=column != "description", overflow="fold")
         for source in available_recipes().values():
             try:
                 description = tomllib.loads(source.read()).get("description", "")
