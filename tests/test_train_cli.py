@@ -203,3 +203,14 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     assert rank0.keys() == rank1.keys() and len(rank0) > 20
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     assert metric_steps(out) == [2, 3]
+
+
+def test_a_half_written_checkpoint_from_a_kill_is_ignored(shapes_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(shapes_run, copy)
+    partial = copy / "checkpoints" / ".last.ckpt.tmp"  # what a kill -9 during fabric.save leaves
+    partial.write_bytes(b"PK\x03\x04 half a zip")
+    result = run_shapes(copy, 4, flags=("--resume",))  # already at step 4: nothing to train
+    assert result.exit_code == 0, result.output
+    assert not partial.exists()
+    assert torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["step"] == 4
