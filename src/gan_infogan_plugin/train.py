@@ -104,6 +104,8 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
         raise UserError(f"trainer: Fabric refuses accelerator={t.accelerator!r} devices={t.devices} strategy={t.strategy!r} "
                         f"precision={t.precision!r}: {str(exc).splitlines()[0]}") from None
     fabric.launch()
+    if fabric.device.type == "cpu":
+        torch.set_flush_denormal(True)  # tiny Adam moments made CPU steps up to 3x slower as denormals
     rank, world = fabric.global_rank, fabric.world_size
 
     # The run folder: rank 0 decides (and writes recipe.toml); every rank gets the answer or the error.
@@ -120,8 +122,11 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
     data = _rank_zero_first(fabric, lambda: build_data(data_cfg, model.image_size, channels), everywhere=True)
 
     g_opt, d_opt = recipe.optim.g, recipe.optim.d
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=g_opt.lr, betas=tuple(g_opt.betas), weight_decay=g_opt.weight_decay)
-    optimizer_d = torch.optim.Adam(d_module.parameters(), lr=d_opt.lr, betas=tuple(d_opt.betas), weight_decay=d_opt.weight_decay)
+    # Fused Adam: one kernel for all parameters (on this CPU the MNIST nets' step took 22 ms, against
+    # 104 ms with foreach and 353 ms with the default per-parameter loop).
+    fused = fabric.device.type in ("cpu", "cuda")
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=g_opt.lr, betas=tuple(g_opt.betas), weight_decay=g_opt.weight_decay, fused=fused)
+    optimizer_d = torch.optim.Adam(d_module.parameters(), lr=d_opt.lr, betas=tuple(d_opt.betas), weight_decay=d_opt.weight_decay, fused=fused)
     if t.channels_last:
         generator.to(memory_format=torch.channels_last)
         d_module.to(memory_format=torch.channels_last)
