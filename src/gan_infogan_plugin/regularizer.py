@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -44,13 +45,31 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor | No
 class MIResult:
     """``loss``: scalar to add to the D/Q and G losses (= -sum lambda * L_I + constant).
 
-    ``stats``: detached scalar tensors (no host sync): ``mi/<code>`` lower bound in nats,
-    ``acc/<code>`` Q's accuracy for categorical codes, ``mse/<code>`` for continuous ones,
-    and ``mi`` the sum over codes.
+    ``nll``: each code's mean negative log-likelihood -log Q(c | x), detached. ``stats``, computed
+    on first access only (a training step that does not log pays nothing for it): detached scalar
+    tensors (no host sync), ``mi/<code>`` the lower bound H(c) - nll in nats, ``acc/<code>`` Q's
+    accuracy for categorical codes, ``mse/<code>`` for continuous ones, and ``mi`` the sum over codes.
     """
 
     loss: torch.Tensor
-    stats: dict[str, torch.Tensor]
+    nll: dict[str, torch.Tensor]
+    q: QOutput
+    codes: LatentBatch
+
+    @cached_property
+    def stats(self) -> dict[str, torch.Tensor]:
+        spec = self.codes.spec
+        stats: dict[str, torch.Tensor] = {}
+        for code, logits, target in zip(spec.categorical, self.q.cat_logits, self.codes.cat):
+            stats[f"mi/{code.name}"] = code.entropy - self.nll[code.name]
+            stats[f"acc/{code.name}"] = (logits.detach().argmax(1) == target).float().mean()
+        if spec.continuous:
+            sq_err = ((self.codes.cont - self.q.cont_mean.detach().float()) ** 2).mean(0)
+            for i, code in enumerate(spec.continuous):
+                stats[f"mi/{code.name}"] = code.entropy - self.nll[code.name]
+                stats[f"mse/{code.name}"] = sq_err[i]
+        stats["mi"] = sum((stats[f"mi/{name}"] for name in spec.names), self.loss.new_zeros(()).detach())
+        return stats
 
 
 class MIRegularizer(nn.Module):
@@ -63,26 +82,15 @@ class MIRegularizer(nn.Module):
         self.lambda_cont = lambda_cont
 
     def forward(self, q: QOutput, codes: LatentBatch) -> MIResult:
-        stats: dict[str, torch.Tensor] = {}
-        loss = q.cont_mean.new_zeros(())
-        total_mi = q.cont_mean.new_zeros(())
+        nll: dict[str, torch.Tensor] = {}
+        loss = q.cont_mean.new_zeros((), dtype=torch.float32)
         for code, logits, target in zip(self.spec.categorical, q.cat_logits, codes.cat):
-            nll = F.cross_entropy(logits.float(), target)
-            loss = loss + self.lambda_cat * nll
-            mi = code.entropy - nll.detach()
-            total_mi = total_mi + mi
-            stats[f"mi/{code.name}"] = mi
-            stats[f"acc/{code.name}"] = (logits.detach().argmax(1) == target).float().mean()
+            ce = F.cross_entropy(logits.float(), target)  # -log Q(c | x); softmax once, inside
+            loss = loss + self.lambda_cat * ce
+            nll[code.name] = ce.detach()
         if self.spec.continuous:
-            mean = q.cont_mean.float()
             log_std = None if q.cont_log_std is None else q.cont_log_std.float()
-            nll = gaussian_nll(codes.cont, mean, log_std).mean(0)  # (num_continuous,)
-            loss = loss + self.lambda_cont * nll.sum()
-            sq_err = ((codes.cont - mean.detach()) ** 2).mean(0)
-            for i, code in enumerate(self.spec.continuous):
-                mi = code.entropy - nll[i].detach()
-                total_mi = total_mi + mi
-                stats[f"mi/{code.name}"] = mi
-                stats[f"mse/{code.name}"] = sq_err[i]
-        stats["mi"] = total_mi
-        return MIResult(loss, stats)
+            per_code = gaussian_nll(codes.cont, q.cont_mean.float(), log_std).mean(0)  # (num_continuous,)
+            loss = loss + self.lambda_cont * per_code.sum()
+            nll.update({code.name: per_code[i].detach() for i, code in enumerate(self.spec.continuous)})
+        return MIResult(loss, nll, q, codes)
