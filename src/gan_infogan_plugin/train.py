@@ -201,9 +201,9 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
         nonlocal last_saved
         check_finite()
         state["step"], state["rng"] = step, _rng_states(fabric)
-        _save_atomic(fabric, checkpoint, state)
-        for logger in loggers:
+        for logger in loggers:  # metrics first: a resume drops rows after the checkpoint's step
             logger.save()
+        _save_atomic(fabric, checkpoint, state)
         last_saved = step
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -416,7 +416,7 @@ def _prepare_run_dir(recipe: Recipe, out: str | Path | None, resume: bool, force
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "samples").mkdir(exist_ok=True)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
-    for leftover in (run_dir / "checkpoints").glob(".*.tmp"):  # from a run killed while saving
+    for leftover in (*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")):  # from a run killed while saving
         leftover.unlink()
     tmp = run_dir / ".recipe.toml.tmp"
     tmp.write_text(recipe.to_toml(), encoding="utf-8")
@@ -463,18 +463,28 @@ def _save_atomic(fabric: Fabric, path: Path, state: dict[str, Any]) -> None:
 
 
 def _loggers(run_dir: Path, start: int) -> list:
-    """CSVLogger writing run_dir/metrics.csv (rows after ``start`` from an interrupted run are dropped),
-    and a TensorBoardLogger in run_dir/tensorboard when tensorboard is installed."""
-    metrics = run_dir / "metrics.csv"
-    kept: list[dict[str, str]] = []
-    if metrics.is_file():
-        with open(metrics, newline="") as f:
-            kept = [row for row in csv.DictReader(f) if row.get("step", "").isdigit() and int(row["step"]) <= start]
+    """CSVLogger writing run_dir/metrics.csv, and a TensorBoardLogger in run_dir/tensorboard when
+    tensorboard is installed.
+
+    On a resume the rows up to ``start`` are kept and written back at once, atomically (the CSVLogger
+    deletes the file it finds); rows after ``start``, or cut short by a kill, are dropped.
+    """
+    metrics, tmp = run_dir / "metrics.csv", run_dir / ".metrics.csv.tmp"
+    fields, kept = _complete_rows(metrics, start)
+    if kept:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+            f.flush()
+            os.fsync(f.fileno())
     csv_logger = CSVLogger(run_dir, name="", version="")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "log directory not empty": recipe.toml is there; old rows are kept above
         experiment = csv_logger.experiment
-    experiment.metrics = [{k: _number(v) for k, v in row.items() if v != ""} for row in kept]
+    if kept:
+        os.replace(tmp, metrics)
+        experiment.metrics_keys = fields  # later rows are appended under the same header
     loggers: list = [csv_logger]
     try:
         loggers.append(TensorBoardLogger(run_dir, name="", version="tensorboard"))
@@ -483,9 +493,15 @@ def _loggers(run_dir: Path, start: int) -> list:
     return loggers
 
 
-def _number(text: str) -> float | int:
-    value = float(text)
-    return int(value) if value.is_integer() and "." not in text and "e" not in text.lower() else value
+def _complete_rows(metrics: Path, start: int) -> tuple[list[str], list[dict[str, str]]]:
+    """The header of ``metrics`` and its rows for steps up to ``start``, without a last line cut short by a kill."""
+    try:
+        text = metrics.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], []
+    reader = csv.DictReader(text[: text.rfind("\n") + 1].splitlines())
+    rows = [row for row in reader if None not in row.values() and (row.get("step") or "").isdigit() and int(row["step"]) <= start]
+    return list(reader.fieldnames or []), rows
 
 
 class _StopRequests:
