@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from gan_infogan_plugin.cli import app
@@ -99,3 +100,136 @@ def test_kill_9_leaves_a_checkpoint_that_resumes(tmp_path):
     assert not partial.exists() and not list(out.glob(".*.tmp"))
     assert checkpoint_step(out) == last + 1 and load_generator(out / "generator.safetensors").step == last + 1
     assert logged_steps(out) == list(range(1, last + 2))  # every step logged once: none lost to a kill
+
+
+# --------------------------------------------------------------------------- bad input through the CLI
+def gan_recipes(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    """Exit 2 and one ``error:`` line (the last on stderr) naming what is wrong; the CLI caught it, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # any other exception would be a bug
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished 2-step infogan-shapes run."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "shapes"
+    result = gan_recipes("run", "infogan-shapes", "--max-steps", 2, "--out", out, "--no-progress", *sets())
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_devices_beyond_the_machine_are_refused(tmp_path):
+    """On CPU a device is a process: more than the usable cores is refused (not 64 processes started).
+    GPUs that are absent, or fewer than asked, are refused by Fabric; both as one line, before any folder."""
+    out = tmp_path / "run"
+    cores = len(os.sched_getaffinity(0))
+    message = assert_user_error(gan_recipes("run", "infogan-shapes", "--accelerator", "cpu", "--devices", 64, "--out", out),
+                                "trainer.devices = 64", f"this machine has {cores} CPU cores", f"--devices {cores} or fewer")
+    assert message.startswith("error: trainer.devices")
+    assert_user_error(gan_recipes("run", "infogan-shapes", "--accelerator", "cuda", "--devices", 64, "--out", out),
+                      "trainer: Fabric refuses accelerator='cuda' devices=64")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["infogan-mnst"], ["unknown recipe 'infogan-mnst': did you mean infogan-mnist"]),
+        (["{bad_toml}"], ["not valid TOML", "broken.toml"]),
+        (["infogan-shapes", "--set", "trainer.bach_size=8"], ["unknown key trainer.bach_size: did you mean trainer.batch_size?"]),
+        (["infogan-shapes", "--set", "trainr.seed=1"], ["unknown key trainr: did you mean trainer?"]),
+        (["infogan-shapes", "--set", "trainer.batch_size=abc"], ["--set trainer.batch_size=abc", "expected an integer, got a string 'abc'"]),
+        (["infogan-shapes", "--set", "codes=noise:x"], ["codes: bad code spec part 'noise:x'"]),
+        (["infogan-shapes", "--set", "model.name=mnsit"], ["unknown model 'mnsit': did you mean mnist?"]),
+        (["infogan-shapes", "--set", "data.name=shape"], ["unknown data set 'shape': did you mean shapes?"]),
+    ],
+)
+def test_bad_recipes_stop_run_before_anything_is_written(args, fragments, tmp_path):
+    bad_toml = tmp_path / "broken.toml"
+    bad_toml.write_text('codes = "noise:4"\n[model\nname = "mnist"\n')
+    out = tmp_path / "run"
+    args = [a.format(bad_toml=bad_toml) for a in args]
+    assert_user_error(gan_recipes("run", *args, "--out", out), *fragments)
+    assert not out.exists()
+
+
+def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_folder_holding_another_run_is_left_untouched(run_dir, tmp_path):
+    before = snapshot(run_dir)
+    for recipe in ("infogan-shapes", "infogan-mnist"):  # the same recipe again, or another one
+        assert_user_error(gan_recipes("run", recipe, "--out", run_dir, *sets()),
+                          f"{run_dir} holds another run", "--resume", "--force")
+    assert snapshot(run_dir) == before  # every file: same bytes, never rewritten; none added
+
+
+def test_sample_refuses_weights_of_another_model(run_dir, tmp_path):
+    import safetensors
+    import safetensors.torch
+
+    with safetensors.safe_open(run_dir / "generator.safetensors", framework="pt") as f:
+        metadata = f.metadata()
+    other = tmp_path / "svhn.safetensors"  # the MNIST generator's tensors, labelled as the SVHN model
+    safetensors.torch.save_file(safetensors.torch.load_file(run_dir / "generator.safetensors"), other,
+                                metadata={**metadata, "model": "svhn"})
+    out = tmp_path / "x.png"
+    assert_user_error(gan_recipes("sample", other, "--out", out), str(other), "do not fit model 'svhn'")
+    assert not out.exists()
+
+
+def test_an_unreadable_image_in_a_dataloader_worker_gives_one_line(tmp_path):
+    """The worker's UserError reaches the CLI as its own message, not torch's wrapped worker traceback."""
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("L", (28, 28), 128).save(images / "good.png")
+    (images / "bad.png").write_bytes(b"not a png")
+    recipe = tmp_path / "folder.toml"
+    recipe.write_text(f'codes = "noise:8,cat:2"\n[model]\nname = "mnist"\n'
+                      f'[data]\nname = "image-folder"\nroot = "{images}"\nnum_workers = 1\n')
+    result = gan_recipes("run", recipe, "--max-steps", 5, "--out", tmp_path / "run", "--no-progress",
+                         "--set", "trainer.batch_size=4", "--set", "trainer.sample_every=0", "--set", "trainer.checkpoint_every=0")
+    message = assert_user_error(result, f"{images / 'bad.png'}: cannot read the image")
+    assert "DataLoader worker" not in result.output and "worker" not in message
+
+
+# --------------------------------------------------------------------------- checkpoints never run code
+class _WritesMarker:
+    """Unpickling this opens ``path`` for writing, creating the file: proof that the pickle was executed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_checkpoint_holding_code_is_refused_unread(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    ckpt, marker = copy / "checkpoints" / "last.ckpt", tmp_path / "marker"
+    state = torch.load(ckpt, weights_only=True)
+    torch.save({**state, "step": _WritesMarker(marker)}, ckpt)
+    planted = ckpt.read_bytes()
+
+    refusal = "it holds a Python object (io.open) besides tensors and plain values"
+    resumed = gan_recipes("run", "infogan-shapes", "--max-steps", 3, "--out", copy, "--resume", "--no-progress", *sets())
+    assert_user_error(resumed, f"{ckpt}: cannot resume from it: {refusal}")
+    assert_user_error(gan_recipes("eval", copy, "--real", 0, "--generated", 8, "--points", 20, "--votes", 4),
+                      f"{ckpt}: not a readable checkpoint ({refusal}")
+    assert not marker.exists() and ckpt.read_bytes() == planted and not (copy / "eval").exists()
+
+    torch.load(ckpt, weights_only=False)  # the plain unpickler does run it: the refusals above were real
+    assert marker.exists()

@@ -44,6 +44,7 @@ from .codes import CategoricalCode, LatentCodeSpec
 from .data import shapes
 from .data.base import ImageData, fit_images, to_unit_range
 from .errors import UserError
+from .export import checkpoint_load_error
 from .qhead import QOutput
 from .recipes import Recipe, load_recipe
 from .regularizer import MIRegularizer
@@ -541,7 +542,7 @@ def load_run(path: str | Path, data_overrides: list[str] = (), device: torch.dev
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, not a zip/pickle, or holding objects weights_only refuses
-        raise UserError(f"{checkpoint}: not a readable checkpoint ({str(exc).strip().splitlines()[0][:200]})") from None
+        raise UserError(f"{checkpoint}: not a readable checkpoint ({checkpoint_load_error(exc)})") from None
     if not isinstance(state, dict) or not {"generator", "discriminator", "step"} <= state.keys():
         raise UserError(f"{checkpoint}: expected a gan-recipes checkpoint with generator, discriminator and step")
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,20 @@ from .images import traversal_grid
 FORMAT = "gan-infogan-plugin/generator"
 FORMAT_VERSION = "1"
 REQUIRED = ("format", "format_version", "spec", "model", "model_kwargs", "step")
+
+
+def checkpoint_load_error(exc: Exception) -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` (or fabric.load) failed on a checkpoint.
+
+    weights_only refuses any pickled object beyond tensors and plain containers: such a file is never
+    unpickled, so nothing in it runs."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch's message carries terminal colours
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return f"it holds a Python object ({found.group(1)}) besides tensors and plain values; refused, as unpickling it could run code"
+    if "Weights only load failed" in text:
+        return "not a checkpoint written by gan-recipes (torch's weights-only loader refused its contents)"
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -55,7 +55,7 @@ from . import registry
 from .data.base import NOISE_STREAM, batches, stream_generator
 from .errors import RunInterrupted, UserError
 from .evaluate import EvalConfig, evaluate_networks, flat_metrics
-from .export import save_generator
+from .export import checkpoint_load_error, save_generator
 from .images import save_grid, traversal_grid
 from .models import GANModel
 from .recipes import Recipe
@@ -102,7 +102,8 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
         fabric = Fabric(accelerator=t.accelerator, devices=t.devices, strategy=t.strategy, num_nodes=t.num_nodes, precision=t.precision)
     except Exception as exc:  # Fabric raises ValueError, RuntimeError or its MisconfigurationException
         raise UserError(f"trainer: Fabric refuses accelerator={t.accelerator!r} devices={t.devices} strategy={t.strategy!r} "
-                        f"precision={t.precision!r}: {str(exc).splitlines()[0]}") from None
+                        f"precision={t.precision!r}: {' '.join(str(exc).split())}") from None
+    _check_cpu_devices(fabric, t.devices)
     fabric.launch()
     rank, world = fabric.global_rank, fabric.world_size
 
@@ -146,7 +147,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
         try:
             fabric.load(checkpoint, state, weights_only=True)
         except Exception as exc:  # unreadable, truncated, or from other networks
-            raise UserError(f"{checkpoint}: cannot resume from it: {str(exc).strip().splitlines()[0][:300]}") from None
+            raise UserError(f"{checkpoint}: cannot resume from it: {checkpoint_load_error(exc)}") from None
         if state["rng"].shape[0] == world:
             torch.set_rng_state(state["rng"][rank].cpu())
     else:
@@ -345,6 +346,15 @@ def _finite_or_skip(fabric: Fabric, enabled: bool, loss: torch.Tensor, mi: Any) 
     if fabric.world_size > 1:
         ok = fabric.all_reduce(ok, reduce_op="sum") / fabric.world_size
     return bool(ok == 1)
+
+
+def _check_cpu_devices(fabric: Fabric, devices: int) -> None:
+    """On CPU a device is a process: more processes than this machine's usable cores is refused.
+    (Fabric checks GPU counts itself.)"""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if fabric.device.type == "cpu" and devices > cores:
+        raise UserError(f"trainer.devices = {devices}: on CPU each device is a training process and this machine has "
+                        f"{cores} CPU cores; use --devices {cores} or fewer, or --accelerator gpu")
 
 
 def _rng_states(fabric: Fabric) -> torch.Tensor:

@@ -99,8 +99,19 @@ def batches(
         pin_memory=device.type == "cuda",
         persistent_workers=num_workers > 0,
     )
-    for images, _ in loader:
-        yield images.to(device, non_blocking=True)
+    try:
+        for images, _ in loader:
+            yield images.to(device, non_blocking=True)
+    except UserError as exc:  # from a worker, re-raised by torch with the worker's traceback as the message
+        raise UserError(_worker_message(exc)) from None
+
+
+def _worker_message(exc: UserError) -> str:
+    """A UserError's own one-line message, also when a DataLoader worker raised it: torch then re-raises
+    ``UserError("Caught UserError in DataLoader worker process 0.\\nOriginal Traceback ...")`` whose last
+    line is ``gan_infogan_plugin.errors.UserError: <message>``."""
+    text = str(exc).strip()
+    return text.splitlines()[-1].split(": ", 1)[-1] if "\n" in text else text
 
 
 def fit_images(images: torch.Tensor, size: int, channels: int, name: str, chunk: int = 4096) -> torch.Tensor:
