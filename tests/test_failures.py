@@ -150,7 +150,7 @@ def test_devices_beyond_the_machine_are_refused(tmp_path):
         (["infogan-shapes", "--set", "trainer.bach_size=8"], ["unknown key trainer.bach_size: did you mean trainer.batch_size?"]),
         (["infogan-shapes", "--set", "trainr.seed=1"], ["unknown key trainr: did you mean trainer?"]),
         (["infogan-shapes", "--set", "trainer.batch_size=abc"], ["--set trainer.batch_size=abc", "expected an integer, got a string 'abc'"]),
-        (["infogan-shapes", "--set", "codes=noise:x"], ["codes: bad code spec part 'noise:x'"]),
+        (["infogan-shapes", "--set", "codes=noise:x"], ["--set codes=noise:x: codes: bad code spec part 'noise:x'"]),
         (["infogan-shapes", "--set", "model.name=mnsit"], ["unknown model 'mnsit': did you mean mnist?"]),
         (["infogan-shapes", "--set", "data.name=shape"], ["unknown data set 'shape': did you mean shapes?"]),
     ],
@@ -162,6 +162,22 @@ def test_bad_recipes_stop_run_before_anything_is_written(args, fragments, tmp_pa
     args = [a.format(bad_toml=bad_toml) for a in args]
     assert_user_error(gan_recipes("run", *args, "--out", out), *fragments)
     assert not out.exists()
+
+
+def test_a_failed_download_gives_one_line(tmp_path, monkeypatch):
+    """Missing MNIST files and a download that fails with a multi-line error (as torchvision's does offline)."""
+    import torchvision
+
+    def offline(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://mirror/, got:\n<urlopen error>\n")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    root = tmp_path / "data"
+    result = gan_recipes("run", "infogan-mnist", "--set", f'data.root="{root}"', "--out", tmp_path / "run")
+    assert_user_error(result, f"{root / 'MNIST' / 'raw'} does not hold train-images-idx3-ubyte",
+                      "the download failed (RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried https://mirror/, got: <urlopen error>)",
+                      "set data.root")
+    assert not (tmp_path / "run").exists()  # nothing written: the same command works once the files are there
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

@@ -47,7 +47,7 @@ def _download(name: str, where: Path, expected: str, cfg: DataConfig, url: str, 
     try:
         fetch()
     except DOWNLOAD_ERRORS as exc:
-        raise _missing(name, where, expected, cfg, url, f"{type(exc).__name__}: {exc}") from None
+        raise _missing(name, where, expected, cfg, url, f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
 
 
 def _in_memory(name: str, cfg: DataConfig, images: torch.Tensor, labels: torch.Tensor, size: int, channels: int) -> ImageData:
