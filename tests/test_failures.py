@@ -249,3 +249,7 @@ def test_a_checkpoint_holding_code_is_refused_unread(run_dir, tmp_path):
 
     torch.load(ckpt, weights_only=False)  # the plain unpickler does run it: the refusals above were real
     assert marker.exists()
+
+    ckpt.write_bytes(planted[: len(planted) // 2])  # cut short, as by a copy that failed
+    resumed = gan_recipes("run", "infogan-shapes", "--max-steps", 3, "--out", copy, "--resume", "--no-progress", *sets())
+    assert_user_error(resumed, f"{ckpt}: cannot resume from it: ")
