@@ -32,8 +32,10 @@ def test_every_shipped_recipe_loads_and_round_trips():
 
 def test_paper_settings():
     mnist = load_recipe("infogan-mnist")
-    assert str(mnist.codes) == "noise:62,cat:10,cont:2"
+    assert str(mnist.codes) == "noise:62:uniform,cat:10,cont:2"
     assert (mnist.optim.d.lr, mnist.optim.g.lr, mnist.optim.g.betas[0]) == (2e-4, 1e-3, 0.5)
+    # the authors' MNIST launcher: batch 128, sigma fixed at 1 for the continuous codes
+    assert mnist.trainer.batch_size == 128 and mnist.q_head.fixed_std
     assert str(load_recipe("infogan-svhn").codes) == "noise:124,cat:10x4,cont:4"
     assert str(load_recipe("infogan-celeba").codes) == "noise:128,cat:10x10"
     assert str(load_recipe("infogan-faces").codes) == "noise:128,cont:5"
@@ -120,7 +122,7 @@ def test_cli_show_list_and_debug():
     runner = CliRunner()
     shown = runner.invoke(app, ["show", "infogan-mnist", "--set", "trainer.seed=7"])
     assert shown.exit_code == 0 and "seed = 7" in shown.output
-    assert tomllib.loads(shown.output)["codes"] == "noise:62,cat:10,cont:2"
+    assert tomllib.loads(shown.output)["codes"] == "noise:62:uniform,cat:10,cont:2"
     listed = runner.invoke(app, ["list"], env={"COLUMNS": "200"})
     assert listed.exit_code == 0
     for name in (*SHIPPED, "mnist", "svhn", "shapes", "image-folder", "QHead"):
