@@ -228,7 +228,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
             # D and Q: real images, then the detached fakes; Q reads the features D computed on the fakes.
             optimizer_d.zero_grad(set_to_none=True)
             with fabric.no_backward_sync(d_module, enabled=world > 1):  # gradients sync once, after the fake pass
-                verdict = _verdict(d_module(real))
+                verdict = _verdict(d_module(real, with_q=False) if info else d_module(real))
                 loss_real = F.binary_cross_entropy_with_logits(verdict.float(), ones)
                 fabric.backward(loss_real)
             out = d_module(fake.detach())

@@ -33,9 +33,10 @@ class DiscriminatorWithQ(nn.Module):
         self.discriminator = discriminator
         self.q_head = q_head
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, QOutput]:
+    def forward(self, x: torch.Tensor, with_q: bool = True) -> tuple[torch.Tensor, QOutput | None]:
+        """``with_q=False`` skips Q (D's pass over real images, where the MI term has no code to read)."""
         verdict = self.discriminator(x)
-        return verdict, self.q_head()
+        return verdict, self.q_head() if with_q else None
 
 
 @dataclass
