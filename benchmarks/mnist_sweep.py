@@ -59,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--threads", type=int, default=1)
     a("--eval-every", type=int, default=500)
     a("--log", default=None)
+    a("--device", default="cpu", help="where to train, e.g. cuda")
+    a("--data", default=str(DATA), help="folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
     a("--kill", default="", help="early stop rules 'step:acc,...': stop if accuracy at >= step is below acc")
     # codes
     a("--noise", type=int, default=62)
@@ -96,12 +98,13 @@ def translate(x: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
     if n <= 0:
         return x
     b, _, h, w = x.shape
+    dev = x.device
     padded = F.pad(x, (n, n, n, n), value=-1.0)
-    dx = torch.randint(0, 2 * n + 1, (b,), generator=gen)
-    dy = torch.randint(0, 2 * n + 1, (b,), generator=gen)
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # (b, h)
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # (b, w)
-    idx_b = torch.arange(b)[:, None, None]
+    dx = torch.randint(0, 2 * n + 1, (b,), generator=gen, device=dev)
+    dy = torch.randint(0, 2 * n + 1, (b,), generator=gen, device=dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])  # (b, h)
+    cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])  # (b, w)
+    idx_b = torch.arange(b, device=dev)[:, None, None]
     return padded[:, 0][idx_b, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
@@ -145,8 +148,8 @@ def evaluate(info: InfoGAN, x: torch.Tensor, labels: np.ndarray, batch: int = 50
             for m, _ in saved_d + saved_q:
                 m.momentum = 0.0  # batch statistics, running statistics untouched
         # a fixed permutation so batch-stat batches are mixed digits
-        order = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
-        probs = torch.empty(len(x), info.spec.categorical[0].num_classes)
+        order = torch.from_numpy(np.random.default_rng(0).permutation(len(x))).to(x.device)
+        probs = torch.empty(len(x), info.spec.categorical[0].num_classes, device=x.device)
         for s in range(0, len(x), batch):
             idx = order[s : s + batch]
             d(x[idx])
@@ -154,6 +157,7 @@ def evaluate(info: InfoGAN, x: torch.Tensor, labels: np.ndarray, batch: int = 50
         if mode == "batch":
             for m, mom in saved_d + saved_q:
                 m.momentum = mom
+        probs = probs.cpu()
         pred = probs.argmax(1).numpy()
         acc, _ = hungarian_accuracy(pred, labels)
         out[f"acc_{mode}"] = acc
@@ -176,17 +180,20 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    device = torch.device(args.device)
+    gen = torch.Generator(device=device).manual_seed(args.seed)
     log_path = Path(args.log or f"/tmp/mnist_sweep/{args.name}_s{args.seed}.jsonl")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("w")
     log.write(json.dumps({"args": vars(args)}) + "\n")
 
-    x, labels = load_mnist()
+    x, labels = load_mnist(Path(args.data))
+    x = x.to(device)
     spec_text = f"noise:{args.noise}:{args.noise_prior},cat:10" + (f",cont:{args.n_cont}" if args.n_cont else "")
     spec = LatentCodeSpec.parse(spec_text)
     model = registry.load("models", "mnist")
     g, d = model.build(spec.input_dim)
+    g, d = g.to(device), d.to(device)
     if args.sn:
         add_spectral_norm(d)
     add_dropout(d, args.d_dropout)
@@ -203,7 +210,7 @@ def main(argv=None) -> dict:
     kills = [tuple(float(v) for v in rule.split(":")) for rule in args.kill.split(",") if rule]
 
     def sample(n):
-        codes = info.sample(n, generator=gen)
+        codes = info.sample(n, device=device, generator=gen)
         if args.noise_scale != 1.0:
             codes.noise = codes.noise * args.noise_scale
         return codes
@@ -214,11 +221,11 @@ def main(argv=None) -> dict:
             horizon = args.inst_anneal or args.steps
             sigma = args.inst_noise * max(0.0, 1.0 - step / horizon)
             if sigma > 0:
-                images = images + sigma * torch.randn(images.shape, generator=gen)
+                images = images + sigma * torch.randn(images.shape, generator=gen, device=device)
         return images
 
     n = len(x)
-    perm, pos = torch.randperm(n, generator=gen), 0
+    perm, pos = torch.randperm(n, generator=gen, device=device), 0
     cpu0, wall0 = time.process_time(), time.time()
     running: dict[str, float] = {}
     best = {"acc": 0.0}
@@ -226,7 +233,7 @@ def main(argv=None) -> dict:
     for step in range(1, args.steps + 1):
         for _ in range(args.d_steps):
             if pos + args.batch > n:
-                perm, pos = torch.randperm(n, generator=gen), 0
+                perm, pos = torch.randperm(n, generator=gen, device=device), 0
             real = x[perm[pos : pos + args.batch]]
             pos += args.batch
             codes = sample(args.batch)

@@ -2,14 +2,14 @@
 
     python benchmarks/runner.py [--steps 300] [--repeats 2] [--threads N] [--data ../shared/data/mnist]
 
-Both train the infogan-mnist recipe's networks, batch, optimisers and MI term on the real MNIST test
-set (10,000 digits, torchvision raw layout) for the same number of steps, on this machine's CPU with
-the same thread count. The runner runs as users run it (in-process `train`, progress bar off because
-there is no terminal, metrics every `log_every` steps, a traversal grid per code and a checkpoint
-every `--every` steps, safetensors at the end); the bare loop is the ten-line loop a user would write,
-with batches drawn by indexing one in-memory tensor and the runner's CPU settings (fused Adam,
-denormals flushed to zero). Times are wall clock from the call to the
-return (set-up included); runs alternate and the table gives medians. Target: runner >= 0.95x bare.
+Both train the infogan-mnist recipe's networks, batch, optimisers, MI term and shift of D's inputs
+on the real MNIST test set (10,000 digits, torchvision raw layout) for the same number of steps, on
+this machine's CPU with the same thread count. The runner runs as users run it (in-process `train`,
+progress bar off because there is no terminal, metrics every `log_every` steps, a traversal grid per
+code and a checkpoint every `--every` steps, safetensors at the end); the bare loop is the ten-line
+loop a user would write, with batches drawn by indexing one in-memory tensor and the runner's CPU
+settings (fused Adam, denormals flushed to zero). Times are wall clock from the call to the return
+(set-up included); runs alternate and the table gives medians. Target: runner >= 0.95x bare.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gan_infogan_plugin import InfoGAN, registry
+from gan_infogan_plugin import InfoGAN, random_shift, registry
 from gan_infogan_plugin.recipes import load_recipe
 from gan_infogan_plugin.train import train
 
@@ -58,21 +58,22 @@ def run_bare(args: argparse.Namespace) -> float:
     data = registry.load("datasets", recipe.data.name)(recipe.data, model.image_size, model.channels)
     images = data.images.float().div(127.5).sub(1.0) if data.images.dtype == torch.uint8 else data.images
     g, d = model.build(spec.input_dim)
-    info = InfoGAN.wrap(g, d, spec, model.q_layer, recipe.regularizer.lambda_cat, recipe.regularizer.lambda_cont, image_input=False)
+    info = InfoGAN.wrap(g, d, spec, model.q_layer, recipe.regularizer.lambda_cat, recipe.regularizer.lambda_cont, image_input=False,
+                        fixed_std=recipe.q_head.fixed_std)
     opt_g = torch.optim.Adam(g.parameters(), lr=recipe.optim.g.lr, betas=tuple(recipe.optim.g.betas), fused=True)
     opt_d = torch.optim.Adam(info.discriminator_parameters(), lr=recipe.optim.d.lr, betas=tuple(recipe.optim.d.betas), fused=True)
-    ones, zeros = torch.ones(t.batch_size), torch.zeros(t.batch_size)
+    ones, zeros, shift = torch.ones(t.batch_size), torch.zeros(t.batch_size), recipe.augment.shift
     for _ in range(t.max_steps):
         real = images[torch.randint(len(images), (t.batch_size,))]
         codes = info.sample(t.batch_size)
         fake = g(codes.flat)
         opt_d.zero_grad()
-        loss_d = F.binary_cross_entropy_with_logits(d(real), ones)
-        loss_d = loss_d + F.binary_cross_entropy_with_logits(d(fake.detach()), zeros) + info.mi(codes).loss
+        loss_d = F.binary_cross_entropy_with_logits(d(random_shift(real, shift)), ones)
+        loss_d = loss_d + F.binary_cross_entropy_with_logits(d(random_shift(fake.detach(), shift)), zeros) + info.mi(codes).loss
         loss_d.backward()
         opt_d.step()
         opt_g.zero_grad()
-        loss_g = F.binary_cross_entropy_with_logits(d(fake), ones) + info.mi(codes).loss
+        loss_g = F.binary_cross_entropy_with_logits(d(random_shift(fake, shift)), ones) + info.mi(codes).loss
         loss_g.backward()
         opt_g.step()
     return time.perf_counter() - start

@@ -17,6 +17,7 @@ from gan_infogan_plugin.evaluate import (
     mi_on_generated,
     mig,
     nmi,
+    real_code_mi,
 )
 
 SIZES = (3, 5, 8)
@@ -155,6 +156,17 @@ def test_categorical_scores_on_labelled_images():
     assert scores["c1"].accuracy == 1.0 and scores["c1"].mapping == {1: 0, 2: 1, 3: 2, 0: 3}
     assert scores["c1"].nmi == pytest.approx(1.0) and scores["c1"].ari == pytest.approx(1.0)
     assert scores["c2"].accuracy == 0.5  # two code values can match only two of the four classes
+
+
+def test_real_code_mi_hand_computed():
+    # p1 = (1/2, 1/2), p2 = (1, 0): H(mean) = H(3/4, 1/4), mean H = ln 2 / 2
+    logits = torch.tensor([[0.0, 0.0], [0.0, -1e4]])
+    h_mean = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert real_code_mi(logits) == pytest.approx(h_mean - math.log(2) / 2, abs=1e-9)
+    sure = torch.eye(10).repeat(3, 1) * 50  # confident, every class used equally often
+    assert real_code_mi(sure) == pytest.approx(math.log(10), abs=1e-6)
+    assert real_code_mi(torch.zeros(30, 10)) == pytest.approx(0.0, abs=1e-12)  # unsure
+    assert real_code_mi(sure[:1].expand(30, 10)) == pytest.approx(0.0, abs=1e-12)  # one class only
 
 
 # ----------------------------------------------------------------- shapes

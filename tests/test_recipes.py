@@ -36,6 +36,8 @@ def test_paper_settings():
     assert (mnist.optim.d.lr, mnist.optim.g.lr, mnist.optim.g.betas[0]) == (2e-4, 1e-3, 0.5)
     # the authors' MNIST launcher: batch 128, sigma fixed at 1 for the continuous codes
     assert mnist.trainer.batch_size == 128 and mnist.q_head.fixed_std
+    # D's inputs moved by up to 2 pixels (benchmarks/MNIST_SWEEP.md); shapes must not: x and y are factors
+    assert mnist.augment.shift == 2 and load_recipe("infogan-shapes").augment.shift == 0
     assert str(load_recipe("infogan-svhn").codes) == "noise:124,cat:10x4,cont:4"
     assert str(load_recipe("infogan-celeba").codes) == "noise:128,cat:10x10"
     assert str(load_recipe("infogan-faces").codes) == "noise:128,cont:5"
@@ -79,6 +81,7 @@ BAD = [
     (MINIMAL + "[trainer]\nbatch_size = 0\n", "trainer.batch_size: expected a number >= 1, got 0"),
     (MINIMAL + "[optim.g]\nlr = 0\n", "optim.g.lr: expected a number > 0.0, got 0.0"),
     (MINIMAL + "[optim.g]\nbetas = [0.5]\n", "optim.g.betas: expected an array of two numbers"),
+    (MINIMAL + "[augment]\nshift = -1\n", "augment.shift: expected a number >= 0, got -1"),
     (MINIMAL + "[regularizer]\nenabled = 1\n", "regularizer.enabled: expected a boolean (true/false), got an integer 1"),
     ('codes = "noise:4"\ntrainer = 3\n[model]\nname = "mnist"\n', "trainer: expected a table, got an integer 3"),
     ('[model]\nname = "mnist"\n', "missing key codes"),

@@ -56,6 +56,7 @@ def test_trainer_eval_every_logs_the_scores(run_dir):
     row = rows[0]
     assert -10 < float(row["eval/mi/c1"]) <= 1.0987  # H(c1) = ln 3
     assert 1 / 3 <= float(row["eval/accuracy/c1"]) <= 1 and 0 <= float(row["eval/factorvae"]) <= 1
+    assert 0 <= float(row["eval/real_mi/c1"]) <= 1.0987
 
 
 def test_sample_writes_a_grid(run_dir, tmp_path):
@@ -143,6 +144,8 @@ def test_eval_prints_a_table_and_writes_json(run_dir, tmp_path):
     assert report["categorical"]["data"] == "shapes" and report["categorical"]["images"] == 64
     c1 = report["categorical"]["codes"]["c1"]
     assert {"accuracy", "nmi", "ari", "mapping"} <= c1.keys() and 1 / 3 <= c1["accuracy"] <= 1
+    assert set(report["real_mi"]) == {"c1"} and 0 <= report["real_mi"]["c1"] <= 1.0987  # label-free, <= ln 3
+    assert "MI real" in result.stdout
     d = report["disentanglement"]
     assert d["factors"] == ["shape", "scale", "rotation", "x", "y"] and set(d["mig_gaps"]) == set(d["factors"])
     assert 0 <= d["mig"] <= 1 and 0 <= d["factorvae_eval"] <= 1

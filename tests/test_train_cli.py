@@ -114,6 +114,19 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(shapes_run, tmp_path
     assert metric_steps(resumed) == [2, 4, 6]
 
 
+def test_augment_shift_changes_training_and_resumes_exactly(shapes_run, tmp_path):
+    shifted = tmp_path / "shifted"
+    assert run_shapes(shifted, 4, "augment.shift=1").exit_code == 0
+    plain, moved = weights(shapes_run / "generator.safetensors"), weights(shifted / "generator.safetensors")
+    assert not all(torch.equal(plain[k], moved[k]) for k in plain)  # D saw shifted images, so G learned otherwise
+    result = run_shapes(shifted, 6, "augment.shift=1", flags=("--resume",))
+    assert result.exit_code == 0, result.output
+    full = tmp_path / "full"
+    assert run_shapes(full, 6, "augment.shift=1").exit_code == 0
+    a, b = weights(shifted / "generator.safetensors"), weights(full / "generator.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the shifts come from (seed, rank, step) streams
+
+
 def test_a_folder_holding_a_run_is_never_overwritten(shapes_run, tmp_path):
     before = (shapes_run / "generator.safetensors").read_bytes()
     result = run_shapes(shapes_run, 2)

@@ -1,8 +1,9 @@
 """gan-infogan-plugin: the InfoGAN objective for any PyTorch GAN.
 
-The core (``codes``, ``qhead``, ``regularizer``, ``wrap``) imports only torch.
+The core (``codes``, ``qhead``, ``regularizer``, ``wrap``, ``augment``) imports only torch.
 """
 
+from .augment import random_shift
 from .codes import CategoricalCode, ContinuousCode, LatentBatch, LatentCodeSpec
 from .qhead import QHead, QOutput
 from .regularizer import MIRegularizer, MIResult
@@ -21,4 +22,5 @@ __all__ = [
     "MIResult",
     "QHead",
     "QOutput",
+    "random_shift",
 ]

@@ -204,22 +204,26 @@ def sample(
 
 
 def _eval_tables(result: dict) -> list[Table]:
-    """The codes (MI on generated images; accuracy, NMI, ARI on real labels) and MIG / FactorVAE."""
+    """The codes (MI on generated images; Q's MI on real images; accuracy, NMI, ARI on real labels)
+    and MIG / FactorVAE."""
     real = result.get("categorical", {}).get("codes", {})
+    real_mi = result.get("real_mi", {})
     title = f"step {result['step']}: {result['run']}"
     codes = Table(title=title)
-    for column in ("code", "H(c)", "MI bound", "Q on G(z,c)", "real acc", "NMI", "ARI", "code -> class"):
-        codes.add_column(column, justify="left" if column in ("code", "code -> class") else "right")
+    for column in ("code", "H(c)", "MI bound", "Q on G(z,c)", "MI real", "real acc", "NMI", "ARI"):
+        codes.add_column(column, justify="left" if column == "code" else "right")
+    mappings = []
     for name, mi in result["mi"].items():
         quality = f"acc {mi['acc']:.3f}" if "acc" in mi else f"mse {mi['mse']:.3f}"
-        row = [name, f"{mi['entropy']:.3f}", f"{mi['mi']:.3f}", quality]
+        row = [name, f"{mi['entropy']:.3f}", f"{mi['mi']:.3f}", quality, f"{real_mi[name]:.3f}" if name in real_mi else ""]
         if name in real:
             score = real[name]
-            mapping = " ".join(f"{k}->{v}" for k, v in sorted(score["mapping"].items()))
-            row += [f"{score['accuracy']:.3f}", f"{score['nmi']:.3f}", f"{score['ari']:.3f}", mapping]
+            mappings.append(f"{name}: " + " ".join(f"{k}->{v}" for k, v in sorted(score["mapping"].items())))
+            row += [f"{score['accuracy']:.3f}", f"{score['nmi']:.3f}", f"{score['ari']:.3f}"]
         codes.add_row(*row)
     if "categorical" in result:
-        codes.caption = f"real images: {result['categorical']['images']} from {result['categorical']['data']}; MI in nats"
+        codes.caption = "\n".join([f"real images: {result['categorical']['images']} from {result['categorical']['data']}; "
+                                    "MI in nats; code value -> class", *mappings])
     tables = [codes]
     if "disentanglement" in result:
         d = result["disentanglement"]

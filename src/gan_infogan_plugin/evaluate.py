@@ -343,13 +343,33 @@ def categorical_scores(
     labels = _labels(labels, "labels")
     if labels.shape[0] != images.shape[0]:
         raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-    q = _q_outputs(q_predict, images, batch_size, device)
+    return _scores_of_logits(_q_outputs(q_predict, images, batch_size, device).cat_logits, labels, spec)
+
+
+def _scores_of_logits(cat_logits: tuple[torch.Tensor, ...], labels: np.ndarray, spec: LatentCodeSpec) -> dict[str, CategoricalScore]:
     scores = {}
-    for code, logits in zip(spec.categorical, q.cat_logits):
+    for code, logits in zip(spec.categorical, cat_logits):
         pred = logits.argmax(1).numpy()
         accuracy, mapping = hungarian_accuracy(pred, labels)
         scores[code.name] = CategoricalScore(accuracy, nmi(pred, labels), ari(pred, labels), mapping)
     return scores
+
+
+def real_code_mi(logits: torch.Tensor) -> float:
+    """Q's mutual information between real images and a categorical code, in nats, without labels.
+
+    logits: (N, K), Q's output on N real images. With p_i = softmax(logits_i):
+    MI = H(mean_i p_i) - mean_i H(p_i), at most ln K; it is high when Q sorts the real images into
+    K equally used classes and is sure of each image. A label-free way to compare runs (seeds) of
+    one recipe on one data set: on MNIST it ranks runs as their digit accuracy does
+    (benchmarks/MNIST_SWEEP.md).
+    """
+    log_p = logits.double().log_softmax(1)
+    p = log_p.exp()
+    mean_p = p.mean(0)
+    h_marginal = -(mean_p * mean_p.clamp_min(1e-300).log()).sum()
+    h_conditional = -(p * log_p).sum(1).mean()
+    return float(h_marginal - h_conditional)
 
 
 def q_codes(q_predict: QPredict, images: torch.Tensor, spec: LatentCodeSpec, batch_size: int = 256, device=None) -> torch.Tensor:
@@ -424,12 +444,13 @@ class EvalConfig:
     seed: int = 0
 
 
-def _real_images(data: ImageData, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first n images (float in [-1, 1]) and labels of a labelled data set."""
+def _real_images(data: ImageData, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first n images (float in [-1, 1]) of a data set and their labels (None without labels)."""
     n = min(n, len(data))
+    labels = None if data.labels is None else data.labels[:n]
     if data.images is not None:
-        return to_unit_range(data.images[:n]), data.labels[:n]  # type: ignore[index]
-    return torch.stack([data.dataset[i][0] for i in range(n)]), data.labels[:n]  # type: ignore[index]
+        return to_unit_range(data.images[:n]), labels
+    return torch.stack([data.dataset[i][0] for i in range(n)]), labels
 
 
 def evaluate_networks(
@@ -445,9 +466,10 @@ def evaluate_networks(
 ) -> dict[str, Any]:
     """Every measurement that applies, as a JSON-ready dict.
 
-    ``mi``: :func:`mi_on_generated`; ``categorical`` (when ``data`` has labels and the spec has
-    categorical codes): ``data``, ``images`` and per code :func:`categorical_scores` on
-    ``config.real`` images; ``disentanglement``
+    ``mi``: :func:`mi_on_generated`; ``real_mi`` (when ``data`` is given and the spec has
+    categorical codes): per code :func:`real_code_mi` on ``config.real`` images, label-free;
+    ``categorical`` (when ``data`` also has labels): ``data``, ``images`` and per code the
+    :func:`categorical_scores` on those images; ``disentanglement``
     (``shapes_factors``: the data are :mod:`.data.shapes` sprites): MIG and FactorVAE. Both networks
     run in eval mode and are left in the mode they were in.
     """
@@ -460,10 +482,13 @@ def evaluate_networks(
         return discriminator_with_q(images)[1]
 
     with evaluating(generator, discriminator_with_q):
-        if data is not None and data.labels is not None and spec.categorical and config.real > 0:
+        if data is not None and spec.categorical and config.real > 0:
             images, labels = _real_images(data, config.real)
-            scores = categorical_scores(q_predict, images, labels, spec, config.batch_size, device)
-            result["categorical"] = {"data": data.name, "images": len(labels), "codes": {k: asdict(v) for k, v in scores.items()}}
+            cat_logits = _q_outputs(q_predict, images, config.batch_size, device).cat_logits
+            result["real_mi"] = {code.name: real_code_mi(logits) for code, logits in zip(spec.categorical, cat_logits)}
+            if labels is not None:
+                scores = _scores_of_logits(cat_logits, _labels(labels, "labels"), spec)
+                result["categorical"] = {"data": data.name, "images": len(labels), "codes": {k: asdict(v) for k, v in scores.items()}}
         if shapes_factors and len(spec.codes) >= 2:
             found = disentanglement_scores(
                 q_predict, spec, size, channels, config.points, batch_size=config.vote_batch, num_train=config.votes,
@@ -487,6 +512,7 @@ def evaluate_networks(
 def flat_metrics(result: dict[str, Any], prefix: str = "eval/") -> dict[str, float]:
     """The scalar numbers of an :func:`evaluate_networks` result, for a metrics logger."""
     flat = {f"{prefix}mi/{code}": v["mi"] for code, v in result["mi"].items()}
+    flat.update({f"{prefix}real_mi/{code}": v for code, v in result.get("real_mi", {}).items()})
     for code, score in result.get("categorical", {}).get("codes", {}).items():
         flat.update({f"{prefix}{key}/{code}": score[key] for key in ("accuracy", "nmi", "ari")})
     if "disentanglement" in result:

@@ -10,6 +10,7 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [model]       name = "mnist", channels = 0 (the model's), [model.kwargs] (passed to both networks)
     [q_head]      hidden = 128, fixed_std = false, detach_trunk = false, layer = "" (the model's q_layer)
     [regularizer] enabled = true, lambda_cat = 1.0, lambda_cont = 0.1
+    [augment]     shift = 0 (pixels; every image D sees, real and fake, moved at random: augment.random_shift)
     [optim.g]     lr = 1e-3, betas = [0.5, 0.999], weight_decay = 0.0      (and [optim.d], lr = 2e-4)
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
@@ -92,6 +93,14 @@ class RegularizerConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Differentiable augmentation of D's inputs (:func:`.augment.random_shift`): real and fake images
+    alike are moved by up to ``shift`` pixels, so D cannot memorise a small data set."""
+
+    shift: int = _at_least(0, 0)
+
+
+@dataclass
 class OptimizerConfig:
     """Adam settings for one network."""
 
@@ -142,6 +151,7 @@ class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     q_head: QHeadConfig = field(default_factory=QHeadConfig)
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     origin: str = ""
@@ -161,6 +171,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "q_head": QHeadConfig,
     "regularizer": RegularizerConfig,
+    "augment": AugmentConfig,
     "optim": OptimConfig,
     "trainer": TrainerConfig,
 }

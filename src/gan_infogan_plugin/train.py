@@ -8,8 +8,9 @@ Read :func:`train` top to bottom; it follows Lightning Fabric's DCGAN example:
    ``q_layer`` through :meth:`InfoGAN.wrap`; D and Q form one module with one Adam optimizer.
 3. Each step: a D+Q update (D on a real batch; D on ``fake.detach()``, whose captured features
    give Q's MI term), then a G update (one D pass on the fake batch: non-saturating GAN loss plus
-   the MI term). Batches and codes come from generators seeded by (seed, rank, step), so each rank
-   has its own stream and a resumed run draws exactly what an uninterrupted one would.
+   the MI term). With ``augment.shift``, every image D sees is first moved by a random shift
+   (:mod:`.augment`). Batches, codes and shifts come from generators seeded by (seed, rank, step), so
+   each rank has its own stream and a resumed run draws exactly what an uninterrupted one would.
 4. rank 0 logs metrics (Fabric's CSVLogger; TensorBoard too when installed) every ``log_every``
    steps, writes a traversal grid per code every ``sample_every`` steps, and checkpoints every
    ``checkpoint_every`` steps and at the end (atomically); at the end the generator goes to
@@ -52,7 +53,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import registry
-from .data.base import NOISE_STREAM, batches, stream_generator
+from .augment import random_shift
+from .data.base import AUGMENT_STREAM, NOISE_STREAM, batches, stream_generator
 from .errors import RunInterrupted, UserError
 from .evaluate import EvalConfig, evaluate_networks, flat_metrics
 from .export import checkpoint_load_error, save_generator
@@ -160,6 +162,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
     device = fabric.device
     real_stream = batches(data, t.batch_size, t.seed, rank, start, device, data_cfg.num_workers)
     ones = torch.ones(t.batch_size, device=device)
+    shift = recipe.augment.shift
     zeros = torch.zeros(t.batch_size, device=device)
     step_count = torch.tensor(start, device=device)
     first_bad = torch.tensor(-1, device=device)  # the first step with a non-finite loss, without a host sync
@@ -224,14 +227,17 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
                 real = real.contiguous(memory_format=torch.channels_last)
             codes = spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
             fake = generator(codes.flat)
+            # recipe.augment: D sees every image, real or fake, moved by a random shift (none at 0).
+            moves = stream_generator(t.seed, rank, step, AUGMENT_STREAM, device) if shift else None
 
             # D and Q: real images, then the detached fakes; Q reads the features D computed on the fakes.
             optimizer_d.zero_grad(set_to_none=True)
             with fabric.no_backward_sync(d_module, enabled=world > 1):  # gradients sync once, after the fake pass
-                verdict = _verdict(d_module(real, with_q=False) if info else d_module(real))
+                seen = random_shift(real, shift, moves)
+                verdict = _verdict(d_module(seen, with_q=False) if info else d_module(seen))
                 loss_real = F.binary_cross_entropy_with_logits(verdict.float(), ones)
                 fabric.backward(loss_real)
-            out = d_module(fake.detach())
+            out = d_module(random_shift(fake.detach(), shift, moves))
             loss_fake = F.binary_cross_entropy_with_logits(_verdict(out).float(), zeros)
             mi_d = info.regularizer(out[1], codes) if info else None
             fabric.backward(loss_fake + mi_d.loss if mi_d else loss_fake)
@@ -243,7 +249,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
 
             # G: one D pass on the fakes gives both the GAN loss and Q's MI term.
             optimizer_g.zero_grad(set_to_none=True)
-            out = d_module(fake)
+            out = d_module(random_shift(fake, shift, moves))
             loss_g = F.binary_cross_entropy_with_logits(_verdict(out).float(), ones)
             mi_g = info.regularizer(out[1], codes) if info else None
             fabric.backward(loss_g + mi_g.loss if mi_g else loss_g)

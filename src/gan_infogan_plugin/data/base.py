@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import UserError
 
-# Streams drawn per step from stream_generator: the batch indices and the generator's noise and codes.
-DATA_STREAM, NOISE_STREAM = 0, 1
+# Streams drawn per step from stream_generator: the batch indices, the generator's noise and codes,
+# and the shifts of D's inputs (recipe.augment).
+DATA_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
 
 
 @dataclass

@@ -1,0 +1,40 @@
+"""Augmenting what D sees: a random shift of every image, real and generated alike.
+
+Differentiable augmentation (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN
+Training", arXiv 2006.10738): the same random transform is applied to real and fake images before D,
+and gradients flow through it to G, so D cannot memorise a small data set pixel for pixel while G
+still learns the un-shifted images. For InfoGAN on the 10,000 MNIST test digits, a shift of up to 2
+pixels took the 10-way code from 83-88% to 96-98% digit accuracy in most seeds
+(benchmarks/MNIST_SWEEP.md).
+
+Q reads D's features of the shifted fakes, so a code that *is* a position (the sprites' x and y in
+infogan-shapes) is blurred by the shift: leave it at 0 there.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image moved by its own whole-pixel offset in [-max_shift, max_shift] along x and y.
+
+    images: (N, C, H, W). The border is extended by replication (so a black MNIST background stays
+    black), the shifted window is cut out; the result has the input's shape and is differentiable
+    with respect to ``images``. ``generator`` (on the images' device) makes the offsets reproducible.
+    ``max_shift`` 0 returns ``images`` itself.
+    """
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    if max_shift == 0:
+        return images
+    n, c, h, w = images.shape
+    device = images.device
+    padded = F.pad(images, (max_shift,) * 4, mode="replicate")  # (N, C, H + 2s, W + 2s)
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), device=device, generator=generator)  # top, left corners
+    rows = (offsets[0, :, None] + torch.arange(h, device=device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (offsets[1, :, None] + torch.arange(w, device=device))[:, None, None, :]  # (N, 1, 1, W)
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    channel = torch.arange(c, device=device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]

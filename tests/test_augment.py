@@ -1,0 +1,59 @@
+"""augment.random_shift: every output is a whole-pixel shift of its input with replicated borders."""
+
+import numpy as np
+import pytest
+import torch
+
+from gan_infogan_plugin import random_shift
+
+IMAGE = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+
+
+def reference_shifts(image: np.ndarray, s: int) -> list[np.ndarray]:
+    """Every window of the edge-padded image (numpy's own padding): the (2s + 1)^2 allowed results."""
+    padded = np.pad(image, s, mode="edge")
+    h, w = image.shape
+    return [padded[dy : dy + h, dx : dx + w] for dy in range(2 * s + 1) for dx in range(2 * s + 1)]
+
+
+def test_hand_computed_windows_and_every_offset_drawn():
+    out = random_shift(IMAGE.expand(400, 1, 3, 3), 1, torch.Generator().manual_seed(0))
+    seen = {tuple(o.flatten().tolist()) for o in out[:, 0]}
+    # the corner windows, by hand: moved down-right by one, and up-left by one
+    assert (1, 1, 2, 1, 1, 2, 4, 4, 5) in seen and (5, 6, 6, 8, 9, 9, 8, 9, 9) in seen
+    assert tuple(IMAGE.flatten().tolist()) in seen  # no move
+    allowed = {tuple(w.flatten().tolist()) for w in reference_shifts(IMAGE.numpy(), 1)}
+    assert seen == allowed and len(allowed) == 9
+
+
+def test_each_image_and_channel_moves_together_and_independently_of_the_others():
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(64, 3, 8, 8, generator=gen)
+    out = random_shift(images, 2, torch.Generator().manual_seed(2))
+    assert out.shape == images.shape
+    moves = set()
+    for image, shifted in zip(images.numpy(), out.numpy()):
+        windows = reference_shifts(image[0], 2)
+        (k,) = [i for i, w in enumerate(windows) if np.array_equal(w, shifted[0])]
+        for c in (1, 2):  # the same move for every channel of an image
+            assert np.array_equal(reference_shifts(image[c], 2)[k], shifted[c])
+        moves.add(k)
+    assert len(moves) > 10  # images get their own moves
+
+
+def test_reproducible_with_a_generator_and_zero_is_the_identity():
+    x = torch.rand(8, 1, 6, 6)
+    a = random_shift(x, 2, torch.Generator().manual_seed(5))
+    b = random_shift(x, 2, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    assert random_shift(x, 0) is x
+    with pytest.raises(ValueError, match="max_shift"):
+        random_shift(x, -1)
+
+
+def test_gradient_reaches_the_input_pixels_each_output_pixel_came_from():
+    x = torch.rand(16, 1, 5, 5, requires_grad=True)
+    random_shift(x, 1, torch.Generator().manual_seed(3)).sum().backward()
+    # every output pixel is one input pixel: the gradients add up to the number of output pixels
+    assert x.grad.sum().item() == pytest.approx(16 * 25)
+    assert (x.grad.flatten(1).sum(1) == 25).all()
