@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_infogan_plugin import InfoGAN, LatentCodeSpec, registry
+from gan_infogan_plugin import InfoGAN, LatentCodeSpec, random_shift, registry
 from gan_infogan_plugin.evaluate import hungarian_accuracy
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "MNIST" / "raw"
@@ -91,21 +91,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--save", default=None, help="save G, D and Q state dicts here at each evaluation")
     a("--eval-batch-bn", action="store_true", help="also score Q with batch-statistics BatchNorm")
     return p.parse_args(argv)
-
-
-def translate(x: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
-    """Shift each image by up to n pixels in x and y, zero (-1, background) padded; differentiable."""
-    if n <= 0:
-        return x
-    b, _, h, w = x.shape
-    dev = x.device
-    padded = F.pad(x, (n, n, n, n), value=-1.0)
-    dx = torch.randint(0, 2 * n + 1, (b,), generator=gen, device=dev)
-    dy = torch.randint(0, 2 * n + 1, (b,), generator=gen, device=dev)
-    rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])  # (b, h)
-    cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])  # (b, w)
-    idx_b = torch.arange(b, device=dev)[:, None, None]
-    return padded[:, 0][idx_b, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
 
 def add_dropout(d: nn.Module, p: float) -> None:
@@ -216,7 +201,7 @@ def main(argv=None) -> dict:
         return codes
 
     def d_input(images, step):
-        images = translate(images, args.translate, gen)
+        images = random_shift(images, args.translate, gen, fill=-1.0)  # background-black border
         if args.inst_noise > 0:
             horizon = args.inst_anneal or args.steps
             sigma = args.inst_noise * max(0.0, 1.0 - step / horizon)

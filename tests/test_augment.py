@@ -41,6 +41,14 @@ def test_each_image_and_channel_moves_together_and_independently_of_the_others()
     assert len(moves) > 10  # images get their own moves
 
 
+def test_a_fill_value_borders_with_that_value():
+    out = random_shift(IMAGE.expand(200, 1, 3, 3), 1, torch.Generator().manual_seed(0), fill=-1.0)
+    seen = {tuple(o.flatten().tolist()) for o in out[:, 0]}
+    assert (-1, -1, -1, -1, 1, 2, -1, 4, 5) in seen and (5, 6, -1, 8, 9, -1, -1, -1, -1) in seen
+    padded = np.pad(IMAGE.numpy(), 1, constant_values=-1.0)
+    assert seen == {tuple(padded[dy : dy + 3, dx : dx + 3].flatten().tolist()) for dy in range(3) for dx in range(3)}
+
+
 def test_reproducible_with_a_generator_and_zero_is_the_identity():
     x = torch.rand(8, 1, 6, 6)
     a = random_shift(x, 2, torch.Generator().manual_seed(5))

@@ -17,13 +17,15 @@ import torch
 import torch.nn.functional as F
 
 
-def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_shift(
+    images: torch.Tensor, max_shift: int, generator: torch.Generator | None = None, fill: float | None = None
+) -> torch.Tensor:
     """Each image moved by its own whole-pixel offset in [-max_shift, max_shift] along x and y.
 
     images: (N, C, H, W). The border is extended by replication (so a black MNIST background stays
-    black), the shifted window is cut out; the result has the input's shape and is differentiable
-    with respect to ``images``. ``generator`` (on the images' device) makes the offsets reproducible.
-    ``max_shift`` 0 returns ``images`` itself.
+    black), or by the value ``fill`` when given; the shifted window is cut out. The result has the
+    input's shape and is differentiable with respect to ``images``. ``generator`` (on the images'
+    device) makes the offsets reproducible. ``max_shift`` 0 returns ``images`` itself.
     """
     if max_shift < 0:
         raise ValueError(f"max_shift must be >= 0, got {max_shift}")
@@ -31,7 +33,8 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
         return images
     n, c, h, w = images.shape
     device = images.device
-    padded = F.pad(images, (max_shift,) * 4, mode="replicate")  # (N, C, H + 2s, W + 2s)
+    border = {"mode": "replicate"} if fill is None else {"mode": "constant", "value": fill}
+    padded = F.pad(images, (max_shift,) * 4, **border)  # (N, C, H + 2s, W + 2s)
     offsets = torch.randint(0, 2 * max_shift + 1, (2, n), device=device, generator=generator)  # top, left corners
     rows = (offsets[0, :, None] + torch.arange(h, device=device))[:, None, :, None]  # (N, 1, H, 1)
     cols = (offsets[1, :, None] + torch.arange(w, device=device))[:, None, None, :]  # (N, 1, 1, W)
