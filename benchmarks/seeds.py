@@ -31,7 +31,8 @@ CLI = [sys.executable, "-c", "from gan_infogan_plugin.cli import main; main()"] 
 
 def run_seed(recipe: str, seed: int, out: Path, settings: list[str], evaluate: list[str], limit: float | None) -> str:
     """Train (or resume) one seed and evaluate it; a one-line status. After ``limit`` seconds the run
-    is stopped as Ctrl-C would stop it (checkpoint saved) and its last checkpoint is evaluated."""
+    is stopped as Ctrl-C would stop it (checkpoint saved) and its last checkpoint is evaluated.
+    ``wall_seconds`` in the run folder adds up the training time of every call."""
     folder = out / f"seed-{seed}"
     start = time.time()
     train = [*CLI, "run", recipe, "--out", str(folder), "--no-progress", "--set", f"trainer.seed={seed}"]
@@ -39,19 +40,22 @@ def run_seed(recipe: str, seed: int, out: Path, settings: list[str], evaluate: l
         train += ["--set", option]
     if (folder / "checkpoints" / "last.ckpt").is_file():
         train.append("--resume")
-    log = (folder.parent / f"seed-{seed}.log").open("a")
-    process = subprocess.Popen(train, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        code = process.wait(timeout=limit)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGTERM)
-        code = process.wait()
-    if code not in (0, 130):  # 130: stopped with a checkpoint
-        return f"seed {seed}: training failed (exit {code}), see {log.name}"
-    (folder / "wall_seconds").write_text(f"{time.time() - start:.1f}\n")
-    check = subprocess.run([*CLI, "eval", str(folder), "--json", str(folder / "eval.json"), "--force", *evaluate],
-                           stdout=log, stderr=subprocess.STDOUT)
-    return f"seed {seed}: {'ok' if check.returncode == 0 else f'eval failed (exit {check.returncode})'} ({time.time() - start:.0f} s)"
+    with (out / f"seed-{seed}.log").open("a") as log:
+        process = subprocess.Popen(train, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            code = process.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait()
+        if code not in (0, 130):  # 130: stopped with a checkpoint
+            return f"seed {seed}: training failed (exit {code}), see {log.name}"
+        spent = folder / "wall_seconds"
+        before = float(spent.read_text()) if spent.is_file() else 0.0
+        spent.write_text(f"{before + time.time() - start:.1f}\n")
+        check = subprocess.run([*CLI, "eval", str(folder), "--json", str(folder / "eval.json"), "--force", *evaluate],
+                               stdout=log, stderr=subprocess.STDOUT)
+    status = "ok" if check.returncode == 0 else f"eval failed (exit {check.returncode})"
+    return f"seed {seed}: {status} ({time.time() - start:.0f} s)"
 
 
 def curve(folder: Path) -> list[tuple[int, float]]:
