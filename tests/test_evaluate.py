@@ -7,11 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from gan_infogan_plugin import LatentCodeSpec, QOutput
+from gan_infogan_plugin import InfoGAN, LatentCodeSpec, QOutput, registry
+from gan_infogan_plugin.data.base import ImageData
 from gan_infogan_plugin.evaluate import (
+    EvalConfig,
     ari,
     categorical_scores,
     disentanglement_scores,
+    evaluate_networks,
     factorvae_score,
     hungarian_accuracy,
     mi_on_generated,
@@ -167,6 +170,24 @@ def test_real_code_mi_hand_computed():
     assert real_code_mi(sure) == pytest.approx(math.log(10), abs=1e-6)
     assert real_code_mi(torch.zeros(30, 10)) == pytest.approx(0.0, abs=1e-12)  # unsure
     assert real_code_mi(sure[:1].expand(30, 10)) == pytest.approx(0.0, abs=1e-12)  # one class only
+
+
+def test_evaluate_networks_gives_the_label_free_mi_with_or_without_labels():
+    torch.manual_seed(0)
+    spec = LatentCodeSpec.parse("noise:4,cat:3")
+    model = registry.load("models", "mnist")
+    g, d = model.build(spec.input_dim)
+    dq = InfoGAN.wrap(g, d, spec, model.q_layer, image_input=False).discriminator_with_q()
+    images = torch.rand(12, 1, 28, 28) * 2 - 1
+    config = EvalConfig(generated=16, real=12, batch_size=8)
+    unlabelled = ImageData("folder", dataset=[(image, 0) for image in images])  # a file-backed set, no labels
+    result = evaluate_networks(g, dq, spec, 28, 1, unlabelled, config=config)
+    assert "categorical" not in result and set(result["real_mi"]) == {"c1"}
+    assert 0 <= result["real_mi"]["c1"] <= math.log(3) + 1e-9
+    labelled = ImageData("mnist", images=images, labels=torch.arange(12) % 3)
+    again = evaluate_networks(g, dq, spec, 28, 1, labelled, config=config)
+    assert again["real_mi"]["c1"] == pytest.approx(result["real_mi"]["c1"], abs=1e-6)  # the same images
+    assert again["categorical"]["images"] == 12 and 1 / 3 <= again["categorical"]["codes"]["c1"]["accuracy"] <= 1
 
 
 # ----------------------------------------------------------------- shapes
