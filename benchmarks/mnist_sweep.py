@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, random_shift, registry
-from gan_infogan_plugin.evaluate import hungarian_accuracy
+from gan_infogan_plugin.evaluate import hungarian_accuracy, real_code_mi
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "MNIST" / "raw"
 
@@ -149,9 +149,8 @@ def evaluate(info: InfoGAN, x: torch.Tensor, labels: np.ndarray, batch: int = 50
         if mode == "eval":
             marginal = probs.mean(0)
             h_marg = float(-(marginal * marginal.clamp_min(1e-12).log()).sum())
-            h_cond = float(-(probs * probs.clamp_min(1e-12).log()).sum(1).mean())
             out["conf"] = float(probs.max(1).values.mean())
-            out["mi_real"] = h_marg - h_cond  # Q's MI estimate between image and code on real data
+            out["mi_real"] = real_code_mi(probs.clamp_min(1e-12).log())  # Q's MI between real image and code
             out["h_marg"] = h_marg
             counts = np.bincount(pred, minlength=probs.shape[1])
             out["majority"] = [int(np.bincount(labels[pred == k], minlength=10).argmax()) if counts[k] else -1

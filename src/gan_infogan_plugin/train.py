@@ -162,8 +162,8 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
     device = fabric.device
     real_stream = batches(data, t.batch_size, t.seed, rank, start, device, data_cfg.num_workers)
     ones = torch.ones(t.batch_size, device=device)
-    shift = recipe.augment.shift
     zeros = torch.zeros(t.batch_size, device=device)
+    shift = recipe.augment.shift
     step_count = torch.tensor(start, device=device)
     first_bad = torch.tensor(-1, device=device)  # the first step with a non-finite loss, without a host sync
     bad_losses = torch.zeros(2, device=device)
