@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, random_shift, registry
-from gan_infogan_plugin.evaluate import hungarian_accuracy, real_code_mi
+from gan_infogan_plugin.metrics import hungarian_accuracy, real_code_mi
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "MNIST" / "raw"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -11,6 +10,8 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from .codes import LatentCodeSpec
+from .modes import evaluating
+from .runs import atomic_file
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: int = 2) -> Path:
@@ -23,13 +24,11 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: in
     pixels = ((grid + 1.0) * 127.5).round().to(torch.uint8)  # (3, H', W'): make_grid repeats a grey channel
     mode_pixels = pixels[0].numpy() if images.shape[1] == 1 else pixels.permute(1, 2, 0).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(mode_pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        Image.fromarray(mode_pixels).save(tmp, format="PNG")
     return path
 
 
-@torch.no_grad()
 def traversal_grid(
     generator: nn.Module,
     spec: LatentCodeSpec,
@@ -48,9 +47,5 @@ def traversal_grid(
     if device is None:
         device = next(generator.parameters()).device
     batch, _ = spec.traverse(code, n_noise, generator=torch.Generator().manual_seed(seed))
-    was_training = generator.training
-    generator.eval()
-    try:
+    with evaluating(generator):
         return generator(batch.to(device).flat)
-    finally:
-        generator.train(was_training)
