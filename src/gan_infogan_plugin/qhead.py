@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .codes import LatentCodeSpec
+from .modes import evaluating
 
 
 @dataclass
@@ -128,16 +129,11 @@ class QHead(nn.Module):
         self._handles = []
         self.features = None
 
-    @torch.no_grad()
     def materialize(self, discriminator: nn.Module, example_input: torch.Tensor) -> None:
         """Run D and Q once in eval mode on ``example_input`` to create lazy parameters."""
-        modes = [(m, m.training) for m in (discriminator, self)]
-        discriminator.eval()
-        self.eval()
         try:
-            discriminator(example_input)
-            self()
+            with evaluating(discriminator, self):
+                discriminator(example_input)
+                self()
         finally:
-            for module, training in modes:
-                module.train(training)
             self.features = None

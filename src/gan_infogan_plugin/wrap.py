@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .codes import LatentBatch, LatentCodeSpec
+from .modes import evaluating
 from .qhead import QHead, QOutput
 from .regularizer import MIRegularizer, MIResult
 
@@ -74,11 +75,8 @@ class InfoGAN:
         info = cls(generator, discriminator, spec, q_head, MIRegularizer(spec, lambda_cat, lambda_cont), image_input)
         device = next(itertools.chain(discriminator.parameters(), discriminator.buffers())).device
         q_head.to(device)
-        was_training = generator.training
-        generator.eval()
-        with torch.no_grad():
+        with evaluating(generator):
             example = generator(info.inputs(spec.sample(2, device=device)))
-        generator.train(was_training)
         q_head.materialize(discriminator, example)
         return info
 
