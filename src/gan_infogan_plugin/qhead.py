@@ -70,13 +70,19 @@ def _fsdp_types() -> tuple[type, ...]:
     return FSDPModule, FullyShardedDataParallel
 
 
-def _require_q_weights(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors) -> None:
-    """A state dict of D saved before Q was attached has no Q keys: say so in one line."""
-    if strict and prefix and not any(key.startswith(prefix) for key in state_dict):
-        raise RuntimeError(
-            f"the state dict has no weights for InfoGAN's Q ({prefix}*): it was saved before Q was attached; "
-            "load it into D before InfoGAN.wrap, or load with strict=False to keep Q as it is"
-        )
+def _note_missing_q(module: "QHead", state_dict, prefix, *_) -> None:
+    """Before Q loads: a state dict of D saved before Q was attached has no key under Q's prefix."""
+    module._missing_prefix = prefix if prefix and not any(key.startswith(prefix) for key in state_dict) else None
+
+
+def _explain_missing_q(module: "QHead", incompatible_keys) -> None:
+    """After Q loads: its missing keys become one entry saying why, in ``load_state_dict``'s error or result."""
+    prefix, module._missing_prefix = module._missing_prefix, None
+    if prefix:
+        missing = incompatible_keys.missing_keys
+        missing[:] = [key for key in missing if not key.startswith(prefix)]
+        missing.append(f"{prefix}* (InfoGAN's Q: this state dict was saved before Q was attached; load it into D "
+                       "before InfoGAN.wrap, or load it with strict=False to keep Q as it is)")
 
 
 class QHead(nn.Module):
@@ -115,7 +121,9 @@ class QHead(nn.Module):
         self._input_needs_grad = False
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         object.__setattr__(self, "_owner", None)  # the module Q is registered on (not a child of Q)
-        self.register_load_state_dict_pre_hook(_require_q_weights)
+        self._missing_prefix: str | None = None
+        self.register_load_state_dict_pre_hook(_note_missing_q)
+        self.register_load_state_dict_post_hook(_explain_missing_q)
 
     def forward(self, features: torch.Tensor | None = None) -> QOutput:
         """Q's output for ``features``, or for those the hook captured in the last D pass."""
