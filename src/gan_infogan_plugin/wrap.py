@@ -117,7 +117,7 @@ class InfoGAN:
 
     def _check_generator(self, codes: LatentBatch) -> torch.Tensor:
         """G's output on ``codes`` (eval mode, no gradients), or a one-line error saying how G misfits the spec."""
-        inputs = self.inputs(codes)
+        inputs = self._generator_inputs(codes)
         was_training = self.generator.training
         self.generator.eval()
         try:
@@ -141,6 +141,10 @@ class InfoGAN:
     def inputs(self, codes: LatentBatch) -> torch.Tensor:
         """The generator input: (N, input_dim, 1, 1) or (N, input_dim)."""
         return codes.image if self.image_input else codes.flat
+
+    def _generator_inputs(self, codes: LatentBatch) -> torch.Tensor:
+        """:meth:`inputs` in G's dtype (a G in half precision, as Fabric's "16-true" leaves it)."""
+        return self.inputs(codes).to(_device_dtype(self.generator)[1])
 
     def mi(self, codes: LatentBatch, q: QOutput | None = None) -> MIResult:
         """The MI loss and statistics of ``codes`` against Q's output.
@@ -197,7 +201,7 @@ class InfoGAN:
         try:
             for module, _ in modes:
                 module.eval()
-            _, q = self.discriminate(self.generator(self.inputs(codes)))
+            _, q = self.discriminate(self.generator(self._generator_inputs(codes)))
             return self.regularizer(q, codes).stats
         finally:
             for module, training in modes:
