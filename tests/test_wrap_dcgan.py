@@ -52,6 +52,15 @@ def test_q_travels_with_d_and_remove_takes_it_away():
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in d.modules())
 
 
+def test_a_second_q_is_refused_and_rehooking_keeps_one():
+    g, d, info = wrapped()
+    with pytest.raises(ValueError, match="already holds a Q head: remove it first"):
+        InfoGAN.wrap(g, d, SPEC, layer=Q_LAYER)
+    info.q_head.hook(d, "main.1")  # the same Q moved to another layer
+    assert [name for name, m in d.named_modules() if m is info.q_head] == ["infogan_q"]
+    assert len(d.main[1]._forward_hooks) == 1 and not d.main[4]._forward_hooks
+
+
 def test_optimizers_and_state_dicts_get_each_parameter_once():
     g, d, info = wrapped()
     dq = info.discriminator_with_q()

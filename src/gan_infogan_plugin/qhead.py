@@ -173,8 +173,8 @@ class QHead(nn.Module):
         forward runs every child), on the hooked layer (or D's first module that is not a container).
         """
         discriminator = unwrap_discriminator(discriminator)
-        self.remove()
-        modules = dict(discriminator.named_modules())
+        mine = set(self.modules())  # when this Q is hooked on D already, it is re-hooked
+        modules = {name: m for name, m in discriminator.named_modules() if m not in mine}
         if any(isinstance(m, QHead) for m in modules.values()):
             raise ValueError(f"{type(discriminator).__name__} already holds a Q head: remove it first (info.remove())")
         if layer not in modules or layer == "":
@@ -184,8 +184,9 @@ class QHead(nn.Module):
         owner = next((m for m in owners if not isinstance(m, _CONTAINERS)), None)
         if owner is None:
             raise ValueError(f"{type(discriminator).__name__} holds only containers: no module can hold Q")
-        if hasattr(owner, Q_NAME):
+        if getattr(owner, Q_NAME, self) is not self:
             raise ValueError(f"{type(owner).__name__} already has an attribute {Q_NAME!r}: Q cannot be registered there")
+        self.remove()
         owner.add_module(Q_NAME, self)
         object.__setattr__(self, "_owner", owner)
         self._handles = [

@@ -26,7 +26,7 @@ from .qhead import QHead, QOutput, unwrap_discriminator
 from .regularizer import MIRegularizer, MIResult
 
 
-def _load_old_layout(module: "DiscriminatorWithQ", state_dict, prefix, local_metadata, strict, *_) -> None:
+def _load_old_layout(module: "DiscriminatorWithQ", state_dict, prefix, *_) -> None:
     """State dicts written while Q lived beside D (``q_head.*``) load into D's Q (``discriminator.<...>.infogan_q.*``)."""
     old = prefix + "q_head."
     inside = f"{prefix}discriminator.{module.q_path}."
@@ -168,6 +168,7 @@ class InfoGAN:
 
     @staticmethod
     def _check_pass(n: int, with_grad: bool, codes: LatentBatch, call: str) -> None:
+        """Refuse a pass of ``n`` images (recorded with or without autograd) that cannot be G(codes) for this loss."""
         if n != len(codes):
             raise ValueError(
                 f"{call}: the last discriminator pass saw {n} images but the codes are for {len(codes)}: call it right "
