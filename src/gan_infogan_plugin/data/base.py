@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,15 +34,35 @@ class ImageData:
     images: (N, C, S, S), uint8 in [0, 255] or float in [-1, 1], held in memory.
     dataset: items ``(image, label)`` with image (C, S, S) float in [-1, 1] (file-backed sets).
     labels: (N,) long where the data set has labels (for evaluation only), else None.
+
+    A data set with known factors of variation declares them (see :attr:`has_factors`):
+    factors: (N, F) long, each image's factor indices, named by ``factor_names``;
+    render: factor rows (n, F) long -> images (n, C, S, S) in the form of ``images`` (uint8, or float
+    in [-1, 1]), for any row whose values occur in ``factors`` column by column (FactorVAE's groups
+    hold one factor and draw the others).
     """
 
     name: str
     images: torch.Tensor | None = None
     dataset: Dataset | None = None
     labels: torch.Tensor | None = None
+    factors: torch.Tensor | None = None
+    factor_names: tuple[str, ...] = ()
+    render: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.dataset)  # type: ignore[arg-type]
+
+    @property
+    def has_factors(self) -> bool:
+        """Whether disentanglement metrics apply: the factors of every image and a renderer are given."""
+        return self.factors is not None and self.render is not None
+
+    def sample_factors(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, F) long: factor rows of images drawn uniformly, with replacement (the data's own distribution)."""
+        if self.factors is None:
+            raise ValueError(f"data set {self.name!r} has no factors")
+        return self.factors[torch.randint(len(self.factors), (n,), generator=generator)]
 
 
 def stream_generator(seed: int, rank: int, step: int, stream: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -133,4 +133,12 @@ def build(cfg: DataConfig, size: int, channels: int) -> ImageData:
     options = check_options("shapes", cfg.options, {"count": int, "seed": int})
     count = cfg.limit or options.get("count", 20_000)
     shapes = ShapesDataset(count, size, options.get("seed", 0))
-    return ImageData("shapes", images=fit_images(shapes.images, size, channels, "shapes"), labels=shapes.factors[:, 0])
+
+    def render_fitted(factors: torch.Tensor) -> torch.Tensor:
+        """Factor rows (n, 5) long -> images (n, channels, size, size) float in [-1, 1]."""
+        return fit_images(render(factors, size), size, channels, "shapes")
+
+    return ImageData(
+        "shapes", images=fit_images(shapes.images, size, channels, "shapes"), labels=shapes.factors[:, 0],
+        factors=shapes.factors, factor_names=FACTORS, render=render_fitted,
+    )
