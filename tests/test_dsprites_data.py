@@ -116,3 +116,21 @@ def test_shapes_declares_its_factors_too():
     assert data.has_factors and data.factor_names == shapes.FACTORS
     assert torch.allclose(data.render(data.factors[:5]), data.images[:5])
     assert math.prod(data.sample_factors(7).shape) == 35
+
+
+def test_infogan_dsprites_recipe_runs_through_the_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from gan_infogan_plugin.cli import app
+    from gan_infogan_plugin.export import load_generator
+    from gan_infogan_plugin.recipes import load_recipe
+
+    recipe = load_recipe("infogan-dsprites")
+    assert (recipe.data.name, recipe.model.name, str(recipe.codes)) == ("dsprites", "dsprites64", "noise:5:uniform,cont:5")
+    assert (recipe.optim.g.lr, recipe.optim.d.lr, recipe.regularizer.lambda_cont, recipe.q_head.fixed_std) == (1e-3, 2e-3, 0.05, True)
+    options = ["data.options.stride=8", f"data.root={tmp_path}", "trainer.batch_size=4", "trainer.sample_noise=2"]
+    args = ["run", "infogan-dsprites", "--max-steps", "2", "--out", str(tmp_path / "run"), "--no-progress"]
+    result = CliRunner().invoke(app, args + [a for o in options for a in ("--set", o)])
+    assert result.exit_code == 0, result.output
+    assert dsprites.cache_path(tmp_path, 64, 8).is_file()
+    assert load_generator(tmp_path / "run" / "generator.safetensors").generate(2, seed=0).shape == (2, 1, 64, 64)
