@@ -11,8 +11,7 @@ from gan_infogan_plugin.protocols import (
     factorvae_votes,
     latent_batch,
     model_centrality,
-    paper_factorvae,
-    paper_mig,
+    paper_scores,
     spec_codes,
     vote_score,
 )
@@ -47,14 +46,14 @@ def test_groups_cycle_through_the_factors_and_a_perfect_code_scores_one():
     # 500 groups: factor g mod 3 held, 167, 167 and 166 of them; every group votes for its factor's code.
     assert np.array_equal(votes[0], np.diag([167, 167, 166]))
     assert np.array_equal(votes[1], np.fliplr(np.diag([167, 167, 166])))
-    assert paper_factorvae(identity, lambda x: x.flip(1).double(), sample, SMALL).score == 1.0
+    assert paper_scores(identity, lambda x: x.flip(1).double(), sample, SMALL).factorvae.score == 1.0
 
 
 def test_a_factor_no_code_carries_loses_its_groups():
     # Codes = factors 0 and 1; factor 2 is in no code. Groups holding factor 2 vote for either code but
     # are outvoted (at most 166 against 167), so exactly the 334 groups of factors 0 and 1 agree.
     sample = grid_factors((4, 5, 6))
-    score = paper_factorvae(identity, lambda x: x[:, :2].double(), sample, SMALL, torch.Generator().manual_seed(1))
+    score = paper_scores(identity, lambda x: x[:, :2].double(), sample, SMALL, torch.Generator().manual_seed(1)).factorvae
     assert score.score == pytest.approx(334 / 500)
     assert [sum(row) for row in score.votes] == [167, 167, 166]
 
@@ -69,12 +68,12 @@ def test_codes_are_compared_after_division_by_their_global_spread():
         noise = torch.rand(x.shape, generator=rng, dtype=torch.float64) / 10
         return (x.double() + noise) * torch.tensor([1000.0, 1.0], dtype=torch.float64)
 
-    assert paper_factorvae(identity, read, sample, SMALL, torch.Generator().manual_seed(3)).score == 1.0
+    assert paper_scores(identity, read, sample, SMALL, torch.Generator().manual_seed(3)).factorvae.score == 1.0
 
 
 def test_a_code_that_never_varies_gets_no_votes():
     sample = grid_factors((4, 5))
-    score = paper_factorvae(identity, lambda x: torch.stack([x[:, 0].double(), torch.zeros(len(x))], 1), sample, SMALL)
+    score = paper_scores(identity, lambda x: torch.stack([x[:, 0].double(), torch.zeros(len(x))], 1), sample, SMALL).factorvae
     assert score.votes == [[250, 0], [250, 0]] and score.score == 0.5
 
 
@@ -87,11 +86,10 @@ def test_paper_mig_uses_the_authors_bins():
     # is 1 - I(f0; f1) / H(f0), with I(f0; f1) the sample's small chance dependence of the factors;
     # factor 2's is |I(f0; f2) - I(f1; f2)| / H(f2), both chance values.
     sample = grid_factors((8, 8, 8))
-    f = sample(3000, torch.Generator().manual_seed(7))
-    score = paper_mig(
-        identity, lambda f: torch.stack([f[:, 0], f[:, 1], torch.zeros(len(f))], 1).double(), sample, SMALL,
-        torch.Generator().manual_seed(7),
-    )
+    rng = torch.Generator().manual_seed(7)
+    scores = paper_scores(identity, lambda f: torch.stack([f[:, 0], f[:, 1], torch.zeros(len(f))], 1).double(), sample, SMALL, rng)
+    f = sample(SMALL.mig_points, torch.Generator().manual_seed(7))  # paper_scores draws MIG's sample first
+    score = scores.mig
     mi = {(a, b): mutual_information(f[:, a], f[:, b]) for a, b in ((0, 1), (0, 2), (1, 2))}
     expected = [1 - mi[0, 1] / entropy(f[:, 0]), 1 - mi[0, 1] / entropy(f[:, 1]), abs(mi[0, 2] - mi[1, 2]) / entropy(f[:, 2])]
     assert score.gaps == pytest.approx(expected)
@@ -158,9 +156,9 @@ def test_the_paper_protocol_on_dsprites_with_a_hand_made_representation(tmp_path
         return torch.stack([(white.sum(1) * index).sum(1) / area, (white.sum(2) * index).sum(1) / area, area], 1)
 
     protocol = PaperProtocol(groups=500, group_size=50, scale_points=5000, mig_points=5000)
-    score = paper_factorvae(data.render, read, data.sample_factors, protocol, torch.Generator().manual_seed(0))
+    scores = paper_scores(data.render, read, data.sample_factors, protocol, torch.Generator().manual_seed(0))
+    score = scores.factorvae
     assert score.score == pytest.approx(0.6)
     votes = np.array(score.votes)  # rows: shape, scale, rotation, x, y
     assert votes[[1, 3, 4]].tolist() == [[0, 0, 100], [100, 0, 0], [0, 100, 0]]
-    found = paper_mig(data.render, read, data.sample_factors, protocol, torch.Generator().manual_seed(0))
-    assert found.gaps[3] > 0.5 and found.gaps[4] > 0.5  # x and y each in one code
+    assert scores.mig.gaps[3] > 0.5 and scores.mig.gaps[4] > 0.5  # x and y each in one code

@@ -4,13 +4,13 @@ disentanglement_lib's (:func:`~gan_infogan_plugin.evaluate.factorvae_score`, :fu
 As the authors' code does it (``InfoGAN-CR_dSprites/gan/load_data.py``, ``gan/metric.py`` and the
 ``mc`` scripts of github fjxmlzn/InfoGAN-CR):
 
-- FactorVAE (:func:`paper_factorvae`): 500 groups of 100 images; group g holds factor g mod F at one
+- FactorVAE (:func:`paper_scores`): 500 groups of 100 images; group g holds factor g mod F at one
   value and draws the others. Each code is divided by its standard deviation over 73,728 images drawn
   from the data; a group votes for the code that varies least in it. Each code is mapped to the
   factor it got most votes for, and the score is the share of the groups whose vote agrees with that
   map, counted on the same votes (disentanglement_lib scores fresh votes instead). The authors' code
   also reports a "revised" score that counts the F codes with the most agreeing votes only.
-- MIG (:func:`paper_mig`): :func:`~gan_infogan_plugin.evaluate.mig` with 20-bin histograms on 73,728
+- MIG (:func:`paper_scores` too): :func:`~gan_infogan_plugin.evaluate.mig` with 20-bin histograms on 73,728
   images, which is their computation (the same bins as ``np.digitize`` on the histogram edges).
 - ModelCentrality (:func:`model_centrality`), label-free model selection: N runs; run j's generator
   makes FactorVAE groups of its own (one of its codes held); every run i's Q is scored on them
@@ -116,30 +116,29 @@ def factorvae_votes(
     return tables
 
 
-def paper_factorvae(
+@dataclass
+class PaperScores:
+    """One representation's scores under the paper's protocol: FactorVAE and MIG."""
+
+    factorvae: VoteScore
+    mig: MIGScore
+
+
+def paper_scores(
     observe: Observe,
     read: Read,
     sample_factors: SampleFactors,
     protocol: PaperProtocol = PaperProtocol(),
     generator: torch.Generator | None = None,
     images_per_call: int = 8192,
-) -> VoteScore:
-    """The InfoGAN-CR paper's FactorVAE score of one representation (see :func:`factorvae_votes`)."""
-    return vote_score(factorvae_votes(observe, [read], sample_factors, protocol, generator, images_per_call)[0])
-
-
-def paper_mig(
-    observe: Observe,
-    read: Read,
-    sample_factors: SampleFactors,
-    protocol: PaperProtocol = PaperProtocol(),
-    generator: torch.Generator | None = None,
-    images_per_call: int = 8192,
-) -> MIGScore:
-    """MIG as the paper computes it: :func:`~gan_infogan_plugin.evaluate.mig` with ``protocol.bins``
-    bins on ``protocol.mig_points`` images."""
-    factors = sample_factors(protocol.mig_points, generator)
-    return mig(_read_all(observe, [read], factors, images_per_call)[0].numpy(), factors, protocol.bins)
+) -> PaperScores:
+    """The InfoGAN-CR paper's FactorVAE (:func:`factorvae_votes`, :func:`vote_score`) and MIG
+    (:func:`~gan_infogan_plugin.evaluate.mig` with ``protocol.bins`` bins on ``protocol.mig_points``
+    images) of the codes ``read`` finds in the images ``observe`` makes of ``sample_factors``' draws."""
+    factors = sample_factors(protocol.mig_points, generator)  # MIG's sample first, then FactorVAE's
+    codes = _read_all(observe, [read], factors, images_per_call)[0].numpy()
+    votes = factorvae_votes(observe, [read], sample_factors, protocol, generator, images_per_call)[0]
+    return PaperScores(vote_score(votes), mig(codes, factors, protocol.bins))
 
 
 # --------------------------------------------------------------------- ModelCentrality
