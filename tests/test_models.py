@@ -8,7 +8,8 @@ SPEC = LatentCodeSpec.parse("noise:62,cat:10,cont:2")
 
 @pytest.mark.parametrize(
     "name, size, channels, features",
-    [("mnist", 28, 1, 1024), ("svhn", 32, 3, 4096), ("celeba", 32, 3, 4096), ("chairs", 64, 1, 1024), ("dcgan64", 64, 3, 8192)],
+    [("mnist", 28, 1, 1024), ("svhn", 32, 3, 4096), ("celeba", 32, 3, 4096), ("chairs", 64, 1, 1024), ("dcgan64", 64, 3, 8192),
+     ("dsprites64", 64, 1, 128)],
 )
 def test_paper_models_shapes_and_q_layer(name, size, channels, features):
     model = registry.load("models", name)

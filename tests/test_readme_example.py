@@ -53,3 +53,9 @@ def test_readme_fabric_dcgan_diff_runs_on_both_sides(tmp_path, monkeypatch, caps
     assert any(key.startswith("infogan_q.") for key in saved)
     run_script(diff_side(diff, "+"), "dcgan-after-resumed")  # fabric.load restores D with Q, strictly
     assert "4 iterations" in capsys.readouterr().out
+
+
+def test_readme_contrastive_example_runs(capsys):
+    exec(compile(readme_block("contrastive", "python"), "README.md:contrastive-example", "exec"), {})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("H's accuracy" in line for line in lines)

@@ -17,7 +17,7 @@ from gan_infogan_plugin.recipes import Recipe, available_recipes, load_recipe, p
 
 SHIPPED = {
     "infogan-shapes", "infogan-mnist", "infogan-fashion-mnist", "dcgan-mnist",
-    "infogan-svhn", "infogan-celeba", "infogan-chairs", "infogan-faces",
+    "infogan-svhn", "infogan-celeba", "infogan-chairs", "infogan-faces", "infogan-dsprites",
 }
 MINIMAL = 'codes = "noise:4,cat:2"\n[model]\nname = "mnist"\n'
 

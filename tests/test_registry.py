@@ -12,8 +12,9 @@ def test_own_components_and_models_are_registered():
     assert registry.load("components", "LatentCodeSpec") is LatentCodeSpec
     assert registry.load("components", "QHead") is QHead
     assert registry.load("components", "MIRegularizer") is MIRegularizer
+    assert registry.load("components", "ContrastiveRegularizer").__name__ == "ContrastiveRegularizer"
     models = registry.load_all("models")
-    assert {"mnist", "svhn", "celeba", "chairs", "dcgan64"} <= set(models)
+    assert {"mnist", "svhn", "celeba", "chairs", "dcgan64", "dsprites64"} <= set(models)
     assert all(isinstance(m, GANModel) for m in models.values())
     assert registry.entries("models")["mnist"].distribution == "gan-infogan-plugin"
 

@@ -1,10 +1,11 @@
 """gan-infogan-plugin: the InfoGAN objective for any PyTorch GAN.
 
-The core (``codes``, ``qhead``, ``regularizer``, ``wrap``, ``augment``, ``modes``) imports only torch.
+The core (``codes``, ``qhead``, ``regularizer``, ``contrastive``, ``wrap``, ``augment``, ``modes``) imports only torch.
 """
 
 from .augment import random_shift
 from .codes import CategoricalCode, ContinuousCode, LatentBatch, LatentCodeSpec
+from .contrastive import ContrastiveRegularizer, ContrastiveResult, ContrastiveSchedule
 from .qhead import QHead, QOutput
 from .regularizer import MIRegularizer, MIResult
 from .wrap import DiscriminatorWithQ, InfoGAN
@@ -14,6 +15,9 @@ __version__ = "0.1.0"
 __all__ = [
     "CategoricalCode",
     "ContinuousCode",
+    "ContrastiveRegularizer",
+    "ContrastiveResult",
+    "ContrastiveSchedule",
     "DiscriminatorWithQ",
     "InfoGAN",
     "LatentBatch",

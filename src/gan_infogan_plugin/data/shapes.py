@@ -8,7 +8,8 @@ factors, each an index into a grid of values:
 - rotation: 40 angles, k * 2 pi / 40;
 - x, y: 32 positions each, from -0.5 to 0.5 (image coordinates run from -1 to 1, y downwards).
 
-Edges are anti-aliased (coverage from the signed distance to the outline) and images scaled to [-1, 1] (-1 background, 1 sprite).
+Edges are anti-aliased (coverage from the signed distance to the outline), or binary as in dSprites
+(:mod:`.dsprites`), and images scaled to [-1, 1] (-1 background, 1 sprite).
 The same factors always give the same pixels, so a data set is fixed by its size and seed.
 """
 
@@ -45,34 +46,49 @@ def sample_factors(n: int, generator: torch.Generator | None = None) -> torch.Te
     return torch.stack([torch.randint(size, (n,), generator=generator) for size in FACTOR_SIZES], dim=1)
 
 
-def _distance(shape: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Signed distance (negative inside) from sprite-frame points (u, v) to each shape's outline.
+def _square(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Exact signed distance to a square of half-side 0.8."""
+    qx, qy = u.abs() - 0.8, v.abs() - 0.8
+    return torch.hypot(qx.clamp(min=0), qy.clamp(min=0)) + torch.maximum(qx, qy).clamp(max=0)
 
-    Units are the sprite radius. shape: (N, 1, 1) long; u, v: (N, H, W). The square's distance is
-    exact; the ellipse's and the heart's are first order, f / |grad f| of their implicit equations.
-    """
-    qx, qy = u.abs() - 0.8, v.abs() - 0.8  # square of half-side 0.8
-    square = torch.hypot(qx.clamp(min=0), qy.clamp(min=0)) + torch.maximum(qx, qy).clamp(max=0)
-    b = 0.55  # ellipse semi-axes 1 and b
+
+def _ellipse(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """First-order signed distance f / |grad f| to the ellipse of semi-axes 1 and 0.55."""
+    b = 0.55
     f = u**2 + (v / b) ** 2 - 1.0
-    ellipse = f / torch.hypot(2 * u, 2 * v / b**2).clamp(min=1e-3)
-    # The heart curve (x^2 + y^2 - 1)^3 = x^2 y^3, shrunk by k, point down (image y runs down).
+    return f / torch.hypot(2 * u, 2 * v / b**2).clamp(min=1e-3)
+
+
+def _heart(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """First-order signed distance to the heart curve (x^2 + y^2 - 1)^3 = x^2 y^3, shrunk by 0.85, point
+    down (image y runs down)."""
     k = 0.85
     x, y = u / k, -v / k + 0.1
     r = x**2 + y**2 - 1.0
     f = r**3 - x**2 * y**3
     grad = torch.hypot(6 * x * r**2 - 2 * x * y**3, 6 * y * r**2 - 3 * x**2 * y**2) / k
-    heart = f / grad.clamp(min=1e-3)
-    return torch.where(shape == 0, square, torch.where(shape == 1, ellipse, heart))
+    return f / grad.clamp(min=1e-3)
 
 
-def render(factors: torch.Tensor, size: int = 32, chunk: int = 4096) -> torch.Tensor:
-    """Images for factor indices: (N, 5) long -> (N, 1, size, size) float in [-1, 1]."""
+# Signed distance (negative inside) from sprite-frame points (u, v) to each shape's outline, in units of
+# the sprite radius, indexed by the shape factor. The square's is exact; the others are first order.
+_DISTANCES = (_square, _ellipse, _heart)
+_PIXELS_PER_CHUNK = 1 << 20  # a chunk's intermediate tensors stay within a few MB (faster than bigger chunks)
+
+
+def render(factors: torch.Tensor, size: int = 32, chunk: int | None = None, binary: bool = False) -> torch.Tensor:
+    """Images for factor indices: (N, 5) long -> (N, 1, size, size) float in [-1, 1].
+
+    Edges are anti-aliased unless ``binary``: then a pixel is 1 when its centre is inside the outline
+    and -1 otherwise (dSprites' images are binary). ``chunk`` sprites are drawn at a time (default:
+    about a million pixels' worth).
+    """
     if factors.ndim != 2 or factors.shape[1] != len(FACTORS):
         raise ValueError(f"factors must be (N, {len(FACTORS)}) indices, got shape {tuple(factors.shape)}")
     sizes = torch.tensor(FACTOR_SIZES, device=factors.device)
     if (factors < 0).any() or (factors >= sizes).any():
         raise ValueError(f"factor indices out of range: sizes are {FACTOR_SIZES}")
+    chunk = chunk or max(1, _PIXELS_PER_CHUNK // (size * size))
     values = factor_values()
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size * 2.0 - 1.0  # pixel centres
     ys, xs = torch.meshgrid(grid, grid, indexing="ij")  # (size, size)
@@ -80,17 +96,24 @@ def render(factors: torch.Tensor, size: int = 32, chunk: int = 4096) -> torch.Te
     out = torch.empty(len(factors), 1, size, size)
     for start in range(0, len(factors), chunk):
         f = factors[start : start + chunk].cpu()
-        shape = f[:, 0].view(-1, 1, 1)
-        radius = (values["scale"][f[:, 1]] * BASE_RADIUS).view(-1, 1, 1)
-        angle = values["rotation"][f[:, 2]].view(-1, 1, 1)
-        dx = xs - values["x"][f[:, 3]].view(-1, 1, 1)
-        dy = ys - values["y"][f[:, 4]].view(-1, 1, 1)
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        u = (cos * dx + sin * dy) / radius  # rotate the frame by -angle: the sprite turns by +angle
-        v = (-sin * dx + cos * dy) / radius
-        # Anti-aliasing: a pixel is covered in proportion to how far inside the outline its centre is.
-        cover = (0.5 - _distance(shape, u, v) * radius / pixel).clamp(0.0, 1.0)
-        out[start : start + chunk, 0] = cover * 2.0 - 1.0
+        for shape, distance in enumerate(_DISTANCES):
+            rows = (f[:, 0] == shape).nonzero().view(-1)
+            if len(rows) == 0:
+                continue
+            g = f[rows]
+            radius = (values["scale"][g[:, 1]] * BASE_RADIUS).view(-1, 1, 1)
+            angle = values["rotation"][g[:, 2]].view(-1, 1, 1)
+            dx = xs - values["x"][g[:, 3]].view(-1, 1, 1)
+            dy = ys - values["y"][g[:, 4]].view(-1, 1, 1)
+            cos, sin = torch.cos(angle), torch.sin(angle)
+            u = (cos * dx + sin * dy) / radius  # rotate the frame by -angle: the sprite turns by +angle
+            v = (-sin * dx + cos * dy) / radius
+            d = distance(u, v)
+            if binary:
+                cover = (d < 0).float()
+            else:  # a pixel is covered in proportion to how far inside the outline its centre is
+                cover = (0.5 - d * radius / pixel).clamp(0.0, 1.0)
+            out[start + rows, 0] = cover * 2.0 - 1.0
     return out.to(factors.device)
 
 
