@@ -153,7 +153,31 @@ def _parse_fix(text: str) -> dict[str, float]:
             sep = ""
         if not sep:
             raise UserError(f"--fix {text}: expected CODE=VALUE pairs separated by commas, like c1=3,c2=0.5; got {part!r}")
+        if not math.isfinite(fixed[name.strip()]):
+            raise UserError(f"--fix {text}: code {name.strip()} needs a finite number, got {value.strip()}")
     return fixed
+
+
+# sample: at most this many images in one grid (100 x 100), drawn in one batch.
+MAX_SAMPLES = 10_000
+
+
+def _device(text: str):
+    """``--device`` as a torch.device this machine has; a UserError otherwise."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"--device {text}: expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        found = f"{torch.cuda.device_count()} CUDA GPUs" if torch.cuda.is_available() else "no CUDA GPU"
+        raise UserError(f"--device {text}: this machine has {found}; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {text}: MPS is not available on this machine; use --device cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise UserError(f"--device {text}: expected cpu, cuda, cuda:N or mps")
+    return device
 
 
 def _fresh(paths: list[Path], force: bool) -> None:
@@ -169,7 +193,7 @@ def sample(
     out: Path = typer.Option(..., "--out", help="The PNG to write (with --traverse all: one FILE-<code>.png per code)."),
     traverse: Optional[str] = typer.Option(None, "--traverse", help="A code to vary (rows = its values, columns = noise), or all."),
     fix: Optional[str] = typer.Option(None, "--fix", help="Codes held at a value in plain samples: c1=3,c2=0.5."),
-    n: Optional[int] = typer.Option(None, "--n", min=1, help="Images (default 64), or noise columns of a traversal (default 8)."),
+    n: Optional[int] = typer.Option(None, "--n", help=f"Images (default 64, at most {MAX_SAMPLES}), or noise columns of a traversal (default 8)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise and of the codes not given."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing PNG files."),
@@ -177,22 +201,26 @@ def sample(
     """Draw images from a trained generator: plain samples, or Figure 2 style traversals of its codes."""
     from .export import load_generator
     from .images import save_grid
+    from .runs import writing_into
 
     with user_errors():
         if out.suffix.lower() != ".png":
             raise UserError(f"--out {out}: expected a .png file name")
         if traverse is not None and fix is not None:
             raise UserError("--fix applies to plain samples; a traversal varies one code and draws the others per column")
+        if n is not None and not 1 <= n <= MAX_SAMPLES:
+            raise UserError(f"--n {n}: expected from 1 to {MAX_SAMPLES} images")
         fixed = _parse_fix(fix) if fix is not None else None
-        loaded = load_generator(weights, device=device)
+        loaded = load_generator(weights, device=_device(device))
         spec = loaded.spec
         if traverse is None:
             _fresh([out], force)
-            try:
-                images = loaded.generate(n or 64, fixed=fixed, seed=seed)
-            except ValueError as exc:
-                raise UserError(f"--fix: {exc}") from None
-            save_grid(images, out, nrow=math.ceil(math.sqrt(len(images))))
+            with writing_into(out, "gan-recipes sample"):
+                try:
+                    images = loaded.generate(n or 64, fixed=fixed, seed=seed)
+                except ValueError as exc:
+                    raise UserError(f"--fix: {exc}") from None
+                save_grid(images, out, nrow=math.ceil(math.sqrt(len(images))))
             typer.echo(out)
             return
         if traverse != "all" and traverse not in spec.names:
@@ -200,11 +228,16 @@ def sample(
         codes = spec.names if traverse == "all" else (traverse,)
         if not codes:
             raise UserError(f"--traverse all: {weights} has no codes (spec {spec})")
+        rows = max(getattr(spec.code(code), "num_classes", 9) for code in codes)  # a continuous code takes 9 values
+        if rows * (n or 8) > MAX_SAMPLES:
+            raise UserError(f"--n {n}: a traversal of {rows} values by {n} noise columns exceeds {MAX_SAMPLES} images; "
+                            f"use --n {MAX_SAMPLES // rows} or fewer")
         targets = [out.with_name(f"{out.stem}-{code}{out.suffix}") for code in codes] if traverse == "all" else [out]
         _fresh(targets, force)
-        for code, target in zip(codes, targets):
-            save_grid(loaded.traverse(code, n or 8, seed), target, nrow=n or 8)
-            typer.echo(target)
+        with writing_into(out, "gan-recipes sample"):
+            for code, target in zip(codes, targets):
+                save_grid(loaded.traverse(code, n or 8, seed), target, nrow=n or 8)
+                typer.echo(target)
 
 
 def _eval_tables(result: RunEvaluation) -> list[Table]:
@@ -261,20 +294,21 @@ def eval_command(
     import json
 
     from .evaluate import EvalConfig, evaluate_run, load_run
-    from .runs import atomic_file
+    from .runs import atomic_file, writing_into
 
     with user_errors():
+        device = _device(device)
         loaded = load_run(run, data, device)
         target = json_out or loaded.run.eval_file(loaded.step)
         _fresh([target], force)
-        config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed)
-        result = evaluate_run(loaded, config, device)
-        console = Console()
-        for table in _eval_tables(result):
-            console.print(table)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(target) as tmp:
-            tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        with writing_into(target, "gan-recipes eval"):  # before the evaluation: a folder that cannot be written fails now
+            config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed)
+            result = evaluate_run(loaded, config, device)
+            console = Console()
+            for table in _eval_tables(result):
+                console.print(table)
+            with atomic_file(target) as tmp:
+                tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         console.print(f"results: {target}")
 
 

@@ -46,6 +46,10 @@ def build_networks(recipe: Recipe) -> Networks:
     spec = recipe.codes
     model = registry.load("models", recipe.model.name)
     channels = recipe.model.channels or model.channels
+    if recipe.augment.shift > (model.image_size - 1) // 2:
+        raise UserError(f"{recipe.origin}: augment.shift = {recipe.augment.shift}: model {recipe.model.name!r} makes "
+                        f"{model.image_size}-pixel images; a shift must stay under half their side "
+                        f"(at most {(model.image_size - 1) // 2} pixels)")
     try:
         generator, discriminator = model.build(spec.input_dim, channels, **recipe.model.kwargs)
     except TypeError as exc:

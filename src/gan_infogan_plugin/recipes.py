@@ -46,9 +46,9 @@ from .codes import LatentCodeSpec
 from .errors import UserError, did_you_mean
 
 
-def _at_least(low: float, default: Any = dataclasses.MISSING, exclusive: bool = False, **kwargs) -> Any:
-    """A dataclass field whose value must be >= low (> low when exclusive)."""
-    return field(default=default, metadata={"min": low, "exclusive": exclusive}, **kwargs)
+def _at_least(low: float, default: Any = dataclasses.MISSING, exclusive: bool = False, high: float | None = None, **kwargs) -> Any:
+    """A dataclass field whose value must be >= low (> low when exclusive), and <= high when given."""
+    return field(default=default, metadata={"min": low, "exclusive": exclusive, "max": high}, **kwargs)
 
 
 @dataclass
@@ -125,7 +125,7 @@ class TrainerConfig:
 
     batch_size: int = _at_least(1, 64)
     max_steps: int = _at_least(0, 10_000)
-    seed: int = 0
+    seed: int = _at_least(0, 0, high=2**32 - 1)  # the range Fabric's seed_everything takes
     log_every: int = _at_least(1, 50)
     sample_every: int = _at_least(0, 1000)
     sample_noise: int = _at_least(1, 8)
@@ -245,6 +245,8 @@ def _convert(ctx: _Context, path: str, hint: Any, value: Any, meta: typing.Mappi
         low, exclusive = meta["min"], meta["exclusive"]
         if value < low or (exclusive and value == low) or (isinstance(value, float) and not math.isfinite(value)):
             raise ctx.fail(path, f"expected a number {'>' if exclusive else '>='} {low}, got {value!r}")
+        if meta["max"] is not None and value > meta["max"]:
+            raise ctx.fail(path, f"expected a number from {low} to {meta['max']}, got {value!r}")
     return value
 
 

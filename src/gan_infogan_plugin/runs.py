@@ -10,17 +10,27 @@ A run folder (``runs/<recipe>/<YYYYmmdd-HHMMSS>`` or ``--out``)::
     generator.safetensors    the generator and its metadata (export.load_generator)
     eval/step-NNNNNNN.json   ``gan-recipes eval`` results
 
-Every file is written through :func:`atomic_file` (a temporary file, synced, renamed over the old
-one), so a kill at any moment leaves the previous version whole. Training and ``gan-recipes eval``
-read checkpoints the same way, with :meth:`RunDir.load_checkpoint`.
+Every file is written through :func:`atomic_file` (a temporary file in the same folder, synced,
+renamed over the old one), so a kill at any moment leaves the previous version whole, and a full disk
+or an unwritable folder is one line saying how much space was needed and where. Training and
+``gan-recipes eval`` read checkpoints the same way, with :meth:`RunDir.load_checkpoint`.
+
+One process at a time writes a run folder: ``gan-recipes run`` (and ``--resume``), ``sample --out`` and
+``eval --json`` hold its lock file (:class:`FolderLock`, ``.lock``: process id, host and command) while
+they write, and a second one is refused naming the holder. The lock is an ``flock`` the system drops
+when its process dies, so the file a killed process leaves behind is stale and simply taken over.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import os
 import re
+import secrets
 import shutil
+import socket
 import time
 import tomllib
 import warnings
@@ -36,6 +46,7 @@ from .recipes import Recipe, load_recipe
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 RUN_FILES = ("recipe.toml", "metrics.csv", "samples", "checkpoints", "generator.safetensors")
+LOCK_FILE = ".lock"
 # Recipe keys a resumed run may change; any other difference refuses the resume.
 RESUMABLE = {
     "description",
@@ -50,14 +61,19 @@ CHECKPOINT_KEYS = ("generator", "discriminator", "step")
 
 
 @contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
+def atomic_file(path: Path, needed: int | None = None, unique: bool = False) -> Iterator[Path]:
     """A temporary path next to ``path`` (``.<name>.tmp``) for the block to write, by any means.
 
     When the block ends, the file is synced to disk and renamed over ``path``: a reader, or a run
     killed at any moment, sees the old file or the new one, never half of one. If the block raises,
-    the temporary file is removed and ``path`` is left as it was.
+    the temporary file is removed and ``path`` is left as it was. ``unique``: the temporary name also
+    holds the process id and a random part (``.<name>.<pid>-<hex>.tmp``), for files that several
+    processes may write at once (a shared cache). An OSError (a full disk, a folder that cannot be
+    written) becomes a UserError naming ``path``, the space ``needed`` (bytes, when known) and the
+    space free there.
     """
-    tmp = path.with_name(f".{path.name}.tmp")
+    suffix = f".{os.getpid()}-{secrets.token_hex(4)}.tmp" if unique else ".tmp"
+    tmp = path.with_name(f".{path.name}{suffix}")
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
@@ -66,9 +82,120 @@ def atomic_file(path: Path) -> Iterator[Path]:
         finally:
             os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise UserError(write_error(path, exc, needed)) from None
         raise
+
+
+def write_error(path: Path, exc: OSError, needed: int | None = None) -> str:
+    """One line for an OSError writing ``path``: the reason, on a full disk the space needed and free
+    there, and what was kept."""
+    reason = exc.strerror or one_line(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        free = _free_bytes(path.parent)
+        need = f"about {_megabytes(needed)} needed, " if needed else ""
+        reason += f" ({need}{_megabytes(free) if free is not None else 'unknown'} free in {path.parent})"
+    kept = f"the previous {path} is intact" if path.is_file() else f"nothing was written to {path}"
+    return f"cannot write {path}: {reason}; {kept}"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def make_folder(folder: Path, what: str = "folder") -> bool:
+    """Create ``folder`` (and its parents); whether it was created. An OSError (a regular file in the
+    way, a read-only place) is a UserError naming it."""
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        if not folder.is_dir():
+            raise UserError(f"{folder}: cannot use it as a {what}: a file of that name exists") from None
+        return False
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot create the {what}: {exc.strerror or one_line(exc)}") from None
+    return True
+
+
+@dataclass
+class FolderLock:
+    """An exclusive lock on a folder: ``<folder>/.lock``, flock'ed, holding ``pid <pid> on <host>: <command>``.
+
+    The system releases an flock when its process ends, however it ends: a lock file left by a killed
+    process is stale, and the next :meth:`acquire` takes it over."""
+
+    folder: Path
+    fd: int
+
+    @classmethod
+    def acquire(cls, folder: Path, command: str) -> "FolderLock":
+        """Lock ``folder`` (it must exist) for ``command``; a UserError naming the holder if another process has it."""
+        path = folder / LOCK_FILE
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise UserError(f"{folder}: cannot write there (the lock file {path}: {exc.strerror or one_line(exc)})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 300).decode("utf-8", "replace").strip() or "another process"
+                os.close(fd)
+                raise UserError(f"{folder} is in use by {holder} (lock file {path}); wait for it to end, "
+                                "or stop it, or choose another folder") from None
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:  # the holder removed it as we opened it: lock the new file instead
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {command}\n".encode())
+        return cls(folder, fd)
+
+    def release(self) -> None:
+        """Remove the lock file and unlock (in that order, so no one locks a file about to vanish)."""
+        if self.fd < 0:
+            return
+        (self.folder / LOCK_FILE).unlink(missing_ok=True)
+        os.close(self.fd)
+        self.fd = -1
+
+
+@contextmanager
+def writing_into(target: Path, command: str) -> Iterator[None]:
+    """For a command writing the file ``target`` (``sample --out``, ``eval --json``): its folder,
+    created when missing (and removed again if it stays empty), and the lock of the run folder it
+    is in (that folder or the one above it holds a recipe.toml) or else of the folder itself, held
+    for the block. A folder that cannot be created or written fails here, before any work."""
+    folder = target.parent
+    made = make_folder(folder)
+    owner = next((p for p in (folder, folder.parent) if (p / "recipe.toml").is_file()), folder)
+    lock = FolderLock.acquire(owner, command)
+    try:
+        yield
+    finally:
+        lock.release()
+        if made:
+            try:
+                folder.rmdir()
+            except OSError:  # the command wrote its file there
+                pass
 
 
 def checkpoint_load_error(exc: Exception) -> str:
@@ -87,10 +214,13 @@ def checkpoint_load_error(exc: Exception) -> str:
 
 @dataclass
 class RunDir:
-    """One run folder; ``checkpoint`` is ``checkpoints/last.ckpt`` in it unless given."""
+    """One run folder; ``checkpoint`` is ``checkpoints/last.ckpt`` in it unless given. ``lock``: held
+    from :meth:`choose` until :meth:`release`; ``made``: whether :meth:`choose` created the folder."""
 
     path: Path
     checkpoint: Path = field(default=None)  # type: ignore[assignment]
+    lock: FolderLock | None = field(default=None, repr=False, compare=False)
+    made: bool = False
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -99,9 +229,9 @@ class RunDir:
     # ------------------------------------------------------------------ finding one
     @classmethod
     def choose(cls, recipe: Recipe, out: str | Path | None, resume: bool, force: bool) -> "RunDir":
-        """The folder to train ``recipe`` in, checked: a run in it is only continued (``resume``, with
-        the same recipe) or replaced (``force``) on request. Without ``out``: a new
-        ``runs/<recipe>/<stamp>``, or with ``resume`` the newest run of that recipe."""
+        """The folder to train ``recipe`` in, created and locked (:class:`FolderLock`), checked: a run
+        in it is only continued (``resume``, with the same recipe) or replaced (``force``) on request.
+        Without ``out``: a new ``runs/<recipe>/<stamp>``, or with ``resume`` the newest run of that recipe."""
         if out is None:
             base = Path("runs") / recipe.name
             if resume:
@@ -117,15 +247,43 @@ class RunDir:
                 run = cls(path)
         else:
             run = cls(Path(out))
+        if resume and not run.checkpoint.is_file():
+            raise UserError(f"{run.path}: nothing to resume: {run.checkpoint} does not exist")
+        run.made = make_folder(run.path, "run folder")
+        run.lock = FolderLock.acquire(run.path, "gan-recipes run" + (" --resume" if resume else ""))
+        try:  # checked under the lock: no other process can start a run here meanwhile
             held = [name for name in RUN_FILES if (run.path / name).exists()]
-            if resume and not run.checkpoint.is_file():
-                raise UserError(f"{run.path}: nothing to resume: {run.checkpoint} does not exist")
             if held and not resume and not force:
                 raise UserError(f"{run.path} holds another run ({', '.join(held)}): pass --resume to continue it, "
                                 "--force to replace it, or choose another --out")
-        if resume:
-            run.check_same_recipe(recipe)
+            if resume:
+                run.check_same_recipe(recipe)
+        except BaseException:
+            run.release()
+            raise
         return run
+
+    def release(self) -> None:
+        """Give the folder's lock back; a folder :meth:`choose` created and nothing was written to is removed."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+        if self.made:
+            try:
+                self.path.rmdir()
+            except OSError:  # not empty: it holds a run
+                pass
+
+    def discard(self) -> None:
+        """Remove what :meth:`create` and the loop wrote (a start that failed before its first
+        checkpoint: nothing to resume), then :meth:`release`: the corrected command finds the folder free."""
+        for name in (*RUN_FILES, "tensorboard"):
+            path = self.path / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        self.release()
 
     @classmethod
     def of(cls, path: str | Path) -> "RunDir":
@@ -170,7 +328,7 @@ class RunDir:
             elif path.exists():
                 path.unlink()
         for folder in (self.path / "samples", self.checkpoint.parent):
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
         for leftover in (*self.path.glob(".*.tmp"), *self.checkpoint.parent.glob(".*.tmp")):
             leftover.unlink()
         with atomic_file(self.recipe_file) as tmp:
@@ -195,9 +353,13 @@ class RunDir:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: Mapping[str, Any]) -> None:
         """Write ``state`` atomically: objects with a ``state_dict()`` (networks, optimizers,
-        regularizers; also inside dicts) as their state dicts, other values (step, tensors) as they are."""
-        with atomic_file(self.checkpoint) as tmp:
-            torch.save(_state_dicts(state), tmp)
+        regularizers; also inside dicts) as their state dicts, other values (step, tensors) as they are.
+
+        torch.save writes into the run folder's temporary file (``checkpoints/.last.ckpt.tmp``) through
+        a file object of ours: nothing goes through the system's temporary folder."""
+        state = _state_dicts(state)
+        with atomic_file(self.checkpoint, needed=_tensor_bytes(state)) as tmp, open(tmp, "wb") as f:
+            torch.save(state, f)
 
     def load_checkpoint(self, into: Mapping[str, Any], resuming: bool = False) -> dict[str, Any]:
         """Read the checkpoint (``weights_only``: nothing in it is executed) and load each object of
@@ -259,6 +421,33 @@ def _state_dicts(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _state_dicts(v) for k, v in value.items()}
     return value
+
+
+def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` as :meth:`RunDir.save_checkpoint` writes it (state dicts), its tensors copied to the
+    CPU: a checkpoint held in memory while training goes on, written later."""
+    return _copied(_state_dicts(state))
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, Mapping):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(v) for v in value)
+    return value
+
+
+def _tensor_bytes(value: Any) -> int:
+    """The bytes of the tensors in ``value`` (nested dicts and lists): about the size of its checkpoint."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -44,10 +44,13 @@ from .images import save_grid, traversal_grid
 from .modes import evaluating
 from .networks import Networks, build_networks, build_regularizers, load_data
 from .recipes import Recipe
-from .runs import RunDir
+from .runs import RunDir, snapshot
 from .step import GAN, Batch, Regularizer, StepResult, train_step
 
 T = TypeVar("T")
+# With trainer.skip_nonfinite, a run that skipped more than this share of its updates (D's and G's, since
+# it started or resumed) stops with an error at its next checkpoint instead of saving what is left.
+MAX_SKIPPED = 0.25
 # trainer.eval_every: fewer samples than `gan-recipes eval`, so a periodic evaluation stays short.
 EVAL_IN_TRAINING = EvalConfig(generated=512, real=1000, points=1000, votes=100)
 
@@ -70,11 +73,25 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
     run is refused unless ``resume`` (continue from its last checkpoint; without ``out``, the
     newest run of this recipe) or ``force`` (replace it).
     """
-    t = recipe.trainer
     fabric = _launch(recipe)
-    # The run folder: rank 0 decides; every rank gets the answer or the error. It is written once the
-    # networks and the data are ready, so a bad recipe or missing data leaves nothing behind.
+    # The run folder: rank 0 decides (and locks it); every rank gets the answer or the error. It is
+    # written once the networks and the data are ready, and a start that fails before its first
+    # checkpoint removes what it wrote, so a bad recipe or bad data leaves nothing behind.
     run = _rank_zero_first(fabric, lambda: RunDir.choose(recipe, out, resume, force), everywhere=False)
+    try:
+        return _fit(fabric, recipe, run, resume, force, progress)
+    except UserError as exc:
+        if fabric.is_global_zero and not resume and not isinstance(exc, RunInterrupted) and not run.checkpoint.is_file():
+            run.discard()
+        raise
+    finally:
+        if fabric.is_global_zero:
+            run.release()
+
+
+def _fit(fabric: Fabric, recipe: Recipe, run: RunDir, resume: bool, force: bool, progress: bool) -> TrainedRun:
+    """Set-up, the loop and the end of :func:`train`, in a chosen run folder."""
+    t = recipe.trainer
     fabric.seed_everything(t.seed, verbose=False)  # the same initial weights on every rank
     nets = build_networks(recipe)
     data = _rank_zero_first(fabric, lambda: load_data(recipe.data, nets), everywhere=True)
@@ -95,6 +112,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
         for step in range(start, t.max_steps):
             result = train_step(fabric, gan, loop.draw(step), regularizers, t.skip_nonfinite)
             done = loop.count(step, result)
+            loop.confirm_checkpoint()  # the checkpoint held back at the step before: its weights gave finite losses
             if done % t.log_every == 0 or done == t.max_steps:
                 loop.log(done, result)
             if t.sample_every and done % t.sample_every == 0:
@@ -104,7 +122,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
             if t.checkpoint_every and done % t.checkpoint_every == 0:
                 loop.checkpoint(done)
             if stop.agreed(fabric, every=1 if fabric.world_size == 1 else t.log_every, step=done):
-                loop.checkpoint(done)
+                loop.checkpoint(done, now=True)
                 raise RunInterrupted(
                     f"stopped at step {done} by {stop.signal_name}; checkpoint saved to {run.checkpoint}; "
                     f"continue with: gan-recipes run {_recipe_ref(recipe)} --resume --out {run.path}"
@@ -179,8 +197,9 @@ class _Loop:
         self.loggers = run.loggers(start) if fabric.is_global_zero else []
         self.real = batches(data, t.batch_size, t.seed, fabric.global_rank, start, device, recipe.data.num_workers)
         self.nonfinite = _NonFinite(start, device)
-        self.skipped = 0
+        self.start, self.skipped = start, 0
         self.last_sampled = self.last_saved = -1
+        self.pending: tuple[int, dict[str, Any] | None] | None = None  # (step, state on rank 0) of a checkpoint held back
         self.clock, self.clock_step = time.perf_counter(), start
         self.console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)  # one line, as written
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -247,19 +266,53 @@ class _Loop:
             for logger in self.loggers:
                 logger.log_metrics(result.flat(), step=step)
 
-    def checkpoint(self, step: int) -> None:
-        """Refuse a non-finite run, then (rank 0) the metrics and the checkpoint; every rank waits for it."""
+    def checkpoint(self, step: int, now: bool = False) -> None:
+        """A checkpoint of ``step``: held back (a CPU copy on rank 0) until the next step's losses show its
+        weights are good (:meth:`confirm_checkpoint`), or with ``now`` (a stop, the end) written at once
+        after a check that the weights are finite; every rank waits for it."""
         if step == self.last_saved:
             return
         self.nonfinite.check(self.fabric, self.run, self.loggers)
+        self._check_skipped(step)
         state = {**_checkpoint_state(self.gan), "regularizers": {r.name: r for r in self.regularizers},
                  "step": step, "rng": _rng_states(self.fabric)}
+        copy = snapshot(state) if self.fabric.is_global_zero else None
+        self.pending = None if now else (step, copy)
+        if now:
+            self._write(step, copy)
+
+    def confirm_checkpoint(self) -> None:
+        """Write the checkpoint held back, now that the step after it had finite losses (on every rank)."""
+        if self.pending is None:
+            return
+        self.nonfinite.check(self.fabric, self.run, self.loggers)
+        (step, state), self.pending = self.pending, None
+        self._write(step, state)
+
+    def _write(self, step: int, state: dict[str, Any] | None) -> None:
+        """Rank 0: the metrics, then the checkpoint, if its networks' weights are all finite."""
         if self.fabric.is_global_zero:
+            bad = [name for name in ("generator", "discriminator") if not _finite(state[name])]
+            if bad:
+                for logger in self.loggers:
+                    logger.save()
+                raise UserError(f"the {' and '.join(bad)} weights are not finite at step {step}: nothing saved; "
+                                f"{self.nonfinite.kept(self.run)}. {NONFINITE_ADVICE}")
             for logger in self.loggers:  # metrics first: a resume drops rows after the checkpoint's step
                 logger.save()
             self.run.save_checkpoint(state)
         self.fabric.barrier()
         self.last_saved = step
+
+    def _check_skipped(self, step: int) -> None:
+        """With trainer.skip_nonfinite: stop when more than MAX_SKIPPED of the updates since the start were skipped."""
+        updates = 2 * (step - self.start)
+        if updates and self.skipped > MAX_SKIPPED * updates:
+            for logger in self.loggers:
+                logger.save()
+            raise UserError(f"trainer.skip_nonfinite: {self.skipped} of {updates} updates since step {self.start} were skipped "
+                            f"for non-finite losses (more than {MAX_SKIPPED:.0%}); stopped at step {step}, "
+                            f"{self.nonfinite.kept(self.run)}. {NONFINITE_ADVICE}")
 
     def finish(self, end: int) -> TrainedRun:
         """The last grid and checkpoint, then (rank 0) ``generator.safetensors``."""
@@ -268,7 +321,7 @@ class _Loop:
             for buffer in (*self.generator.buffers(), *discriminator.buffers()):
                 torch.distributed.broadcast(buffer, src=0)
         self.sample(end)
-        self.checkpoint(end)
+        self.checkpoint(end, now=True)
         if fabric.is_global_zero:
             recipe = self.recipe
             weights = save_generator(self.run.generator_file, self.generator, recipe.codes, recipe.model.name,
@@ -303,11 +356,22 @@ class _NonFinite:
             for logger in loggers:
                 logger.save()
             d, g = self.bad_losses.tolist()
-            kept = f"the last good checkpoint {run.checkpoint} is kept" if run.checkpoint.is_file() else "no checkpoint was written"
-            raise UserError(
-                f"non-finite loss at step {bad} (D loss {d}, G loss {g}); {kept}. Lower the learning rates "
-                "(optim.g.lr, optim.d.lr), use trainer.precision = \"32-true\", or set trainer.skip_nonfinite = true"
-            )
+            raise UserError(f"non-finite loss at step {bad} (D loss {d}, G loss {g}); {self.kept(run)}. {NONFINITE_ADVICE}"
+                            ", or set trainer.skip_nonfinite = true")
+
+    @staticmethod
+    def kept(run: RunDir) -> str:
+        """What a run stopped for non-finite values keeps."""
+        return f"the last good checkpoint {run.checkpoint} is kept" if run.checkpoint.is_file() else "no checkpoint was written"
+
+
+NONFINITE_ADVICE = "Lower the learning rates (optim.g.lr, optim.d.lr) or use trainer.precision = \"32-true\""
+
+
+def _finite(state: dict[str, torch.Tensor]) -> bool:
+    """Whether every floating-point tensor of a state dict is finite (one host sync)."""
+    checks = [torch.isfinite(v).all() for v in state.values() if v.is_floating_point()]
+    return bool(torch.stack(checks).all()) if checks else True
 
 
 def _rng_states(fabric: Fabric) -> torch.Tensor:

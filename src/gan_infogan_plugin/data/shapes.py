@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from ..errors import UserError
 from ..recipes import DataConfig
 from .base import Factors, ImageData, check_options, fit_images
 
@@ -132,6 +133,8 @@ def build(cfg: DataConfig, size: int, channels: int) -> ImageData:
     """The ``shapes`` data set: options ``count`` (default 20000) and ``seed`` (default 0); no files."""
     options = check_options("shapes", cfg.options, {"count": int, "seed": int})
     count = cfg.limit or options.get("count", 20_000)
+    if count < 1:
+        raise UserError(f"data.options.count: expected an integer >= 1 (images to draw), got {count}")
     shapes = ShapesDataset(count, size, options.get("seed", 0))
     images = fit_images(shapes.images, size, channels, "shapes")
     return ImageData("shapes", images=images, labels=shapes.factors[:, 0], factors=factors(size, channels))
