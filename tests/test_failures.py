@@ -187,6 +187,7 @@ def test_an_unreadable_image_in_a_dataloader_worker_gives_one_line(tmp_path):
                          "--set", "trainer.batch_size=4", "--set", "trainer.sample_every=0", "--set", "trainer.checkpoint_every=0")
     message = assert_user_error(result, f"{images / 'bad.png'}: cannot read the image")
     assert "DataLoader worker" not in result.output and "worker" not in message
+    assert not (tmp_path / "run").exists()  # a failed start leaves no folder for the corrected command to trip on
 
 
 # --------------------------------------------------------------------------- checkpoints never run code

@@ -124,25 +124,42 @@ def test_resume_refuses_other_settings(shapes_run, tmp_path):
     assert nothing.exit_code == 2 and "nothing to resume" in nothing.output
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_non_finite_loss_stops_the_run_and_keeps_no_bad_checkpoint(tmp_path):
+    """Step 1's update (lr 1e30) leaves G's weights at 1e30: finite, but step 2's losses are not, so the
+    checkpoint of step 1 is never written (a resume from it would fail at once) and the failed start leaves no folder."""
     out = tmp_path / "nan"
-    result = run_shapes(out, 8, "optim.g.lr=1e30", "trainer.checkpoint_every=1")  # G blows up after step 1
+    result = run_shapes(out, 8, "optim.g.lr=1e30", "trainer.checkpoint_every=1")
     assert result.exit_code == 2
-    assert "non-finite loss at step" in result.output and "skip_nonfinite" in result.output
-    assert "Traceback" not in result.output
-    checkpoint = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
-    bad_step = int(result.output.split("non-finite loss at step ")[1].split()[0])
-    assert checkpoint["step"] < bad_step
-    assert all(torch.isfinite(v).all() for v in checkpoint["generator"].values() if v.is_floating_point())
+    assert "non-finite loss at step 2" in result.output and "no checkpoint was written" in result.output
+    assert "skip_nonfinite" in result.output and "Traceback" not in result.output
+    assert not out.exists()
 
 
-def test_skip_nonfinite_counts_skipped_updates(tmp_path):
+def test_skip_nonfinite_counts_skipped_updates(tmp_path, monkeypatch):
+    """Step 2's first GAN loss (D on real images) is made NaN: D's update is skipped (G's is not), the run
+    ends well and logs 1 skip."""
+    import gan_infogan_plugin.step as step_module
+    import gan_infogan_plugin.train as train_module
+
+    poison, real_bce, real_step = [0], step_module._bce, train_module.train_step
+
+    def bce(logits, target):
+        loss = real_bce(logits, target)
+        poison[0] -= 1
+        return loss * float("nan") if poison[0] == 0 else loss
+
+    def step(fabric, gan, batch, *args, **kwargs):
+        poison[0] = 1 if batch.step == 1 else -1
+        return real_step(fabric, gan, batch, *args, **kwargs)
+
+    monkeypatch.setattr(step_module, "_bce", bce)
+    monkeypatch.setattr(train_module, "train_step", step)
     out = tmp_path / "skip"
-    result = run_shapes(out, 4, "optim.d.lr=1e30", "optim.g.lr=1e30", "trainer.skip_nonfinite=true")
+    result = run_shapes(out, 4, "trainer.skip_nonfinite=true", "trainer.log_every=1")
     assert result.exit_code == 0, result.output
     lines = (out / "metrics.csv").read_text().splitlines()
     skipped = [float(row.split(",")[lines[0].split(",").index("skipped")]) for row in lines[1:]]
-    assert skipped[-1] > 0
+    assert skipped == [0, 1, 1, 1]
 
 
 def _script(path: Path, body: str) -> Path:

@@ -104,12 +104,12 @@ def _read_metadata(path: Path) -> dict[str, str]:
             head = f.read(8)
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
-        raise UserError(f"{path}: a pickle / torch.save file, not safetensors; it is never unpickled (export with save_generator)")
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
             metadata = f.metadata()
     except Exception as exc:  # safetensors raises its own error types for every malformed file
+        if head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+            raise UserError(f"{path}: a pickle / torch.save file, not safetensors; it is never unpickled (export with save_generator)") from None
         raise UserError(f"{path}: not a valid safetensors file ({one_line(exc)})") from None
     if not metadata:
         raise UserError(f"{path}: a safetensors file without metadata; expected one written by save_generator")
@@ -122,6 +122,27 @@ def _read_metadata(path: Path) -> dict[str, str]:
     return metadata
 
 
+def _check_sizes(path: Path, build: Any, what: str) -> None:
+    """The network ``build()`` makes, built on the meta device (no memory), must have exactly the
+    tensors and shapes stored in the file: metadata asking for a huge or impossible network is
+    refused before anything is allocated, since what is built then is no bigger than the file."""
+    try:
+        with torch.device("meta"):
+            skeleton = build()
+    except TypeError as exc:
+        raise UserError(f"{path}: {what} does not take these kwargs: {one_line(exc, 200)}") from None
+    except Exception as exc:  # negative or absurd sizes: torch raises RuntimeError / ValueError
+        raise UserError(f"{path}: bad metadata: {what} cannot be built from it: {one_line(exc, 200)}") from None
+    expected = {name: tuple(t.shape) for name, t in skeleton.state_dict().items()}
+    with safetensors.safe_open(str(path), framework="pt") as f:
+        stored = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    if expected != stored:
+        names = sorted(expected.keys() ^ stored.keys()) or sorted(k for k in expected if expected[k] != stored[k])
+        first = names[0]
+        raise UserError(f"{path}: the tensors do not fit {what}: {first} is {stored.get(first, 'missing')} in the file, "
+                        f"{expected.get(first, 'not in the model')} in the model ({len(names)} differ)")
+
+
 def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> LoadedGenerator:
     """Rebuild the generator saved at ``path``; any problem with the file is a :class:`UserError` naming it."""
     path = Path(path)
@@ -132,18 +153,16 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: 
         spec = LatentCodeSpec.from_dict(json.loads(metadata["spec"]))
         kwargs = json.loads(metadata["model_kwargs"])
         int(metadata["step"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UserError(f"{path}: bad metadata: {exc}") from None
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+        raise UserError(f"{path}: bad metadata: {one_line(exc, 200)}") from None
     if not isinstance(kwargs, dict):
         raise UserError(f"{path}: bad metadata: model_kwargs must be a JSON object")
     try:
         model = registry.load("models", metadata["model"])
     except LookupError as exc:
         raise UserError(f"{path}: {exc}") from None
-    try:
-        generator = model.generator(spec.input_dim, **kwargs)
-    except TypeError as exc:
-        raise UserError(f"{path}: model {metadata['model']!r} does not take these kwargs: {exc}") from None
+    _check_sizes(path, lambda: model.generator(spec.input_dim, **kwargs), f"model {metadata['model']!r} with spec {spec}")
+    generator = model.generator(spec.input_dim, **kwargs)
     try:
         tensors = safetensors.torch.load_file(str(path))
         generator.load_state_dict(tensors, strict=True)

@@ -186,11 +186,13 @@ def writing_into(target: Path, command: str) -> Iterator[None]:
     folder = target.parent
     made = make_folder(folder)
     owner = next((p for p in (folder, folder.parent) if (p / "recipe.toml").is_file()), folder)
-    lock = FolderLock.acquire(owner, command)
+    lock = None
     try:
+        lock = FolderLock.acquire(owner, command)
         yield
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
         if made:
             try:
                 folder.rmdir()
@@ -250,8 +252,8 @@ class RunDir:
         if resume and not run.checkpoint.is_file():
             raise UserError(f"{run.path}: nothing to resume: {run.checkpoint} does not exist")
         run.made = make_folder(run.path, "run folder")
-        run.lock = FolderLock.acquire(run.path, "gan-recipes run" + (" --resume" if resume else ""))
         try:  # checked under the lock: no other process can start a run here meanwhile
+            run.lock = FolderLock.acquire(run.path, "gan-recipes run" + (" --resume" if resume else ""))
             held = [name for name in RUN_FILES if (run.path / name).exists()]
             if held and not resume and not force:
                 raise UserError(f"{run.path} holds another run ({', '.join(held)}): pass --resume to continue it, "
@@ -359,7 +361,13 @@ class RunDir:
         a file object of ours: nothing goes through the system's temporary folder."""
         state = _state_dicts(state)
         with atomic_file(self.checkpoint, needed=_tensor_bytes(state)) as tmp, open(tmp, "wb") as f:
-            torch.save(state, f)
+            writer = _Writer(f)
+            try:
+                torch.save(state, writer)
+            except RuntimeError:  # torch's zip writer reports a failed write (a full disk) as its own error
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
 
     def load_checkpoint(self, into: Mapping[str, Any], resuming: bool = False) -> dict[str, Any]:
         """Read the checkpoint (``weights_only``: nothing in it is executed) and load each object of
@@ -421,6 +429,23 @@ def _state_dicts(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: _state_dicts(v) for k, v in value.items()}
     return value
+
+
+class _Writer:
+    """The binary file torch.save writes a checkpoint through, keeping the OSError of a failed write."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def snapshot(state: Mapping[str, Any]) -> dict[str, Any]:
