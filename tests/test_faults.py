@@ -267,3 +267,20 @@ def test_bad_input_is_one_line_and_leaves_nothing(case, run_dir, tmp_path):
         before = sorted(tmp_path.rglob("*"))
     assert_user_error(gan_recipes(*filled), *fragments)
     assert sorted(tmp_path.rglob("*")) == before  # no run folder, PNG or JSON left behind
+
+
+def test_atomic_file_per_process_names_and_write_errors(tmp_path):
+    """``unique`` temporary names differ per writer yet match the leftover cleanup (``.*.tmp``); an OSError
+    while writing is one line naming the file, and the old file stays."""
+    target = tmp_path / "cache.bin"
+    with runs.atomic_file(target, unique=True) as a, runs.atomic_file(target, unique=True) as b:
+        assert a != b and a in set(tmp_path.glob(".*.tmp")) | {a} and a.name.startswith(".cache.bin.") and a.name.endswith(".tmp")
+        a.write_bytes(b"a")
+        b.write_bytes(b"b")
+        assert set(tmp_path.glob(".*.tmp")) == {a, b}
+    assert target.read_bytes() in (b"a", b"b") and not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(runs.UserError, match=f"cannot write {target}: No space left on device .*; the previous {target} is intact"):
+        with runs.atomic_file(target, needed=2_000_000) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert target.read_bytes() in (b"a", b"b") and not list(tmp_path.glob(".*.tmp"))

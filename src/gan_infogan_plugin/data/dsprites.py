@@ -32,8 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ import torch
 
 from ..errors import UserError
 from ..recipes import DataConfig
+from ..runs import atomic_file, make_folder
 from . import shapes
 from .base import Factors, ImageData, check_options, fit_images, to_unit_range
 
@@ -152,19 +151,11 @@ def read_cache(path: Path, size: int, stride: int, count: int) -> tuple[np.ndarr
 def write_cache(path: Path, packed: np.ndarray, size: int, stride: int) -> None:
     """Write the cache through a temporary file in the same folder and an atomic rename."""
     header = {**_settings(size, stride, len(packed)), "blake2b": hashlib.blake2b(packed.data, digest_size=32).hexdigest()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # no clash with another process
-    try:
-        with open(tmp, "xb") as f:
-            f.write(MAGIC)
-            f.write(json.dumps(header).encode() + b"\n")
-            f.write(packed.data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    make_folder(path.parent)
+    with atomic_file(path, needed=packed.nbytes, unique=True) as tmp, open(tmp, "xb") as f:  # unique: no clash with another process
+        f.write(MAGIC)
+        f.write(json.dumps(header).encode() + b"\n")
+        f.write(packed.data)
 
 
 def load_grid(grid: Grid, size: int, stride: int, root: str | Path | None) -> np.ndarray:
