@@ -1,4 +1,4 @@
-"""The built wheel (not the editable install) carries the recipes: `gan-recipes list` finds them."""
+"""The built wheel (not the editable install) carries the recipes and the explore page: `gan-recipes list` finds them."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def test_wheel_holds_every_package_and_the_recipes(wheel):
     packages = {p.parent.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src").rglob("__init__.py")}
     missing = {p for p in packages if f"{p}/__init__.py" not in names}
     assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
+    page = {f"gan_infogan_plugin/explore_static/{p.name}" for p in (ROOT / "src/gan_infogan_plugin/explore_static").iterdir()}
+    assert "gan_infogan_plugin/explore_static/index.html" in page
+    assert page <= names, f"add {page - names} to [tool.setuptools.package-data] in pyproject.toml"
 
 
 def test_installed_wheel_lists_its_recipes(wheel, tmp_path):
@@ -45,6 +48,9 @@ def test_installed_wheel_lists_its_recipes(wheel, tmp_path):
     where = subprocess.run([str(python), "-c", "import gan_infogan_plugin.recipe_files as r; print(r.__file__)"],
                            capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
     assert str(venv) in where  # the wheel's copy, not the editable checkout
+    page = subprocess.run([str(python), "-c", "from gan_infogan_plugin.explore import _static_files; print(sorted(_static_files()))"],
+                          capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
+    assert "'app.js', 'favicon.svg', 'index.html', 'style.css'" in page  # explore's page, read from the installed package
     listed = subprocess.run([str(venv / "bin" / "gan-recipes"), "list"], capture_output=True, text=True, cwd=tmp_path,
                             env=env, timeout=120)
     assert listed.returncode == 0, listed.stderr

@@ -53,7 +53,7 @@ MAX_SEED = 2**32 - 1
 MAX_SCALE = 16
 CODE_RANGE = (-2.0, 2.0)  # continuous codes, as LatentCodeSpec.traverse_values
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".css": "text/css; charset=utf-8"}
+                ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 CSP = "default-src 'self'; img-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'none'"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 
