@@ -37,7 +37,9 @@ TIMEOUT = 60.0
 
 
 def find_browser() -> str | None:
-    return os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, BROWSERS)), None)
+    """$CHROMIUM (a name or a path), else the first of BROWSERS on the PATH."""
+    names = [os.environ["CHROMIUM"]] if os.environ.get("CHROMIUM") else BROWSERS
+    return next(filter(None, map(shutil.which, names)), None)
 
 
 class DevTools:
@@ -120,7 +122,7 @@ class Page:
     def wait(self, expression: str, what: str) -> Any:
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
-            value = self.js(expression)
+            value = self.js(f"(() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }})()")  # page loading
             if value:
                 return value
             time.sleep(0.05)
@@ -156,21 +158,25 @@ def server(tmp_path_factory):
     server.server_close()
 
 
-@pytest.fixture()
-def page(tmp_path):
-    browser = find_browser()
-    if browser is None:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    found = find_browser()
+    if found is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium); the browser test needs it")
-    tools = DevTools(browser, tmp_path / "profile")
+    tools = DevTools(found, tmp_path_factory.mktemp("chromium-profile"))
     try:
         tools.call("Browser.getVersion")
     except (OSError, TimeoutError) as exc:
         err = tools.close().strip().splitlines()
         pytest.skip(f"Chromium cannot run here ({exc}): {err[-1] if err else 'no message'}")
-    try:
-        yield Page(tools)
-    finally:
-        tools.close()
+    yield tools
+    tools.close()
+
+
+@pytest.fixture()
+def page(browser):
+    """A new tab per test."""
+    return Page(browser)
 
 
 def test_moving_a_slider_changes_the_image(server, page):
@@ -202,3 +208,12 @@ def test_moving_a_slider_changes_the_image(server, page):
     assert page.js("$('status').classList.contains('error')") is False
     assert not page.events("Runtime.exceptionThrown")
     assert not [e for e in page.events("Runtime.consoleAPICalled") if e["type"] == "error"]
+
+
+def test_the_address_keeps_the_setting(server, page):
+    page.tools.call("Page.navigate", page.session, url=server.url + "#run=0&seed=5&c1=2&c2=-1.5")
+    query = "run=0&seed=5&c1=2&c2=-1.5&c3=0.00"
+    page.wait(f"$('image').dataset.query === '{query}' && document.body.dataset.ready === '1'", "the image of the address")
+    assert page.js("location.hash") == f"#{query}"
+    assert page.js("$('seed').value") == "5" and page.js("document.querySelector('input[data-code=c2]').value") == "-1.5"
+    assert page.js("document.querySelector('.cell.chosen[data-code=c1]').dataset.value") == "2"

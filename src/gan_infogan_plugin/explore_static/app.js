@@ -44,6 +44,7 @@ async function updateImage() {
       if (urls.image) URL.revokeObjectURL(urls.image);
       urls.image = url;
       img.dataset.query = q;
+      history.replaceState(null, "", `#${q}`);  // the address keeps the setting: reload or share it
       const ms = Math.round(performance.now() - started);
       const codes = state.run.codes.map((c) => `${c.name}=${state.values[c.name]}`).join(" ");
       showStatus(`seed ${state.seed}  ${codes}  ·  ${ms} ms`, false);
@@ -149,11 +150,14 @@ function buildCode(code, run, cellScale) {
   return box;
 }
 
-function selectRun(index) {
+// A setting from the address (#run=0&seed=5&c1=3&c2=0.5), else class 0 and value 0.
+function selectRun(index, wanted = new URLSearchParams()) {
   const run = state.runs[index];
   state.run = run;
   state.values = {};
-  for (const code of run.codes) state.values[code.name] = code.kind === "cat" ? 0 : "0.00";
+  for (const code of run.codes) {
+    state.values[code.name] = wanted.get(code.name) ?? (code.kind === "cat" ? 0 : "0.00");
+  }
   $("run-info").textContent = `${run.name}: ${run.model} nets, ${run.width}x${run.height}, step ${run.step}, codes ${run.spec}`;
   const scale = Math.max(1, Math.floor(320 / run.width));
   Object.assign($("image").style, { width: `${run.width * scale}px`, height: `${run.height * scale}px` });
@@ -186,6 +190,10 @@ async function start() {
   for (const run of info.runs) select.add(new Option(`${run.name} (step ${run.step})`, run.id));
   $("run-choice").hidden = info.runs.length < 2;
   select.addEventListener("change", () => selectRun(Number(select.value)));
+  const wanted = new URLSearchParams(location.hash.slice(1));
+  const index = Number(wanted.get("run") ?? 0);
+  state.seed = wanted.get("seed") ?? "0";
+  $("seed").value = state.seed;
   $("seed").max = info.max_seed;
   $("seed").addEventListener("change", () => setSeed($("seed").value));
   $("reroll").addEventListener("click", () => {
@@ -193,7 +201,9 @@ async function start() {
     crypto.getRandomValues(draw);
     setSeed(draw[0] % (state.maxSeed + 1));
   });
-  selectRun(0);
+  const known = Number.isInteger(index) && index >= 0 && index < info.runs.length;
+  select.value = known ? index : 0;
+  selectRun(known ? index : 0, known ? wanted : undefined);
 }
 
 start();
