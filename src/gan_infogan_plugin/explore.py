@@ -67,7 +67,6 @@ class ExploreRun:
     """One generator on the page: ``name`` as the selector shows it, ``shape`` (C, H, W) of its images."""
 
     name: str
-    source: Path
     loaded: LoadedGenerator
     shape: tuple[int, int, int]
 
@@ -100,7 +99,7 @@ def load_runs(paths: list[Path], device: str = "cpu") -> list[ExploreRun]:
             count += 1
             name = f"{base} ({count})"
         shape = tuple(draw(loaded, 0, [{}]).shape[1:])  # one image: its size, and the first forward out of the way
-        runs.append(ExploreRun(name, file, loaded, shape))  # type: ignore[arg-type]
+        runs.append(ExploreRun(name, loaded, shape))  # type: ignore[arg-type]
     return runs
 
 
