@@ -159,9 +159,9 @@ function selectRun(index, wanted = new URLSearchParams()) {
     state.values[code.name] = wanted.get(code.name) ?? (code.kind === "cat" ? 0 : "0.00");
   }
   $("run-info").textContent = `${run.name}: ${run.model} nets, ${run.width}x${run.height}, step ${run.step}, codes ${run.spec}`;
-  const scale = Math.max(1, Math.floor(320 / run.width));
+  const scale = Math.max(1, Math.floor(256 / run.width));
   Object.assign($("image").style, { width: `${run.width * scale}px`, height: `${run.height * scale}px` });
-  const cellScale = Math.max(1, Math.floor(64 / run.width));
+  const cellScale = 56 / run.width;  // cells 56 pixels wide: ten classes fit beside the image
   const codes = $("codes");
   codes.replaceChildren(...run.codes.map((code) => buildCode(code, run, cellScale)));
   for (const code of run.codes) setValue(code, state.values[code.name]);
