@@ -319,7 +319,7 @@ def plot(
 ) -> None:
     """Plot metrics.csv: the two losses, the MI bound per code against H(c), and the eval scores over steps.
 
-    Needs matplotlib: pip install 'gan-infogan-plugin[plot]'. The PNG is replaced if it exists."""
+    Needs matplotlib (the package's plot extra, or pip install matplotlib). The PNG is replaced if it exists."""
     from .plots import plot_runs
 
     with user_errors():

@@ -249,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: "ExploreServer"
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms wait for a delayed ACK
+    timeout = 120  # seconds an idle keep-alive connection keeps its thread
     server_version = "gan-recipes-explore"
     sys_version = ""
     error_content_type = "text/plain; charset=utf-8"
