@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, random_shift, registry
-from gan_infogan_plugin.evaluate import hungarian_accuracy, real_code_mi
+from gan_infogan_plugin.metrics import hungarian_accuracy, real_code_mi
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "MNIST" / "raw"
 
@@ -186,8 +186,10 @@ def main(argv=None) -> dict:
         fixed_std=args.fixed_std, detach_trunk=args.detach_trunk, hidden=args.q_hidden,
     )
     betas = (args.beta1, 0.999)
+    q_params = set(info.q_head.parameters())  # Q lives on D: D's own parameters are the others
     opt_d = torch.optim.Adam(
-        [{"params": d.parameters(), "lr": args.lr_d}, {"params": info.q_head.parameters(), "lr": args.lr_q or args.lr_d}],
+        [{"params": [p for p in d.parameters() if p not in q_params], "lr": args.lr_d},
+         {"params": info.q_head.parameters(), "lr": args.lr_q or args.lr_d}],
         betas=betas,
     )
     opt_g = torch.optim.Adam(g.parameters(), lr=args.lr_g, betas=betas)

@@ -1,4 +1,4 @@
-"""evaluate.py: label agreement, MIG / FactorVAE and Q's MI, on hand-built cases."""
+"""metrics.py and evaluate.py: label agreement, MIG / FactorVAE and Q's MI, on hand-built cases."""
 
 import math
 
@@ -8,20 +8,10 @@ import torch
 from torch import nn
 
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, QOutput, registry
+from gan_infogan_plugin.data import shapes
 from gan_infogan_plugin.data.base import ImageData
-from gan_infogan_plugin.evaluate import (
-    EvalConfig,
-    ari,
-    categorical_scores,
-    disentanglement_scores,
-    evaluate_networks,
-    factorvae_score,
-    hungarian_accuracy,
-    mi_on_generated,
-    mig,
-    nmi,
-    real_code_mi,
-)
+from gan_infogan_plugin.evaluate import EvalConfig, categorical_scores, disentanglement_scores, evaluate_networks, mi_on_generated
+from gan_infogan_plugin.metrics import ari, factorvae_score, hungarian_accuracy, mig, nmi, real_code_mi
 
 SIZES = (3, 5, 8)
 
@@ -138,12 +128,13 @@ def test_mi_on_generated_for_an_exact_q():
     dq.train()
     result = mi_on_generated(generator, dq, SPEC, n=300, batch_size=128, rng=torch.Generator().manual_seed(1))
     assert dq.training  # mode restored
-    assert result["c1"]["mi"] == pytest.approx(math.log(3), abs=1e-6)
-    assert result["c1"]["entropy"] == pytest.approx(math.log(3))
-    assert result["c1"]["acc"] == 1.0
+    assert result["c1"].mi == pytest.approx(math.log(3), abs=1e-6)
+    assert result["c1"].entropy == pytest.approx(math.log(3))
+    assert result["c1"].accuracy == 1.0 and result["c1"].mse is None
     # sigma = 1 and mu = c: -log Q = ln(2 pi) / 2, so the bound is ln 2 - ln(2 pi) / 2 (negative)
-    assert result["c2"]["mi"] == pytest.approx(math.log(2) - 0.5 * math.log(2 * math.pi), abs=1e-6)
-    assert result["c2"]["mse"] == 0.0
+    assert result["c2"].mi == pytest.approx(math.log(2) - 0.5 * math.log(2 * math.pi), abs=1e-6)
+    assert result["c2"].mse == 0.0 and result["c2"].accuracy is None
+    assert result["c2"].to_json() == {"mi": result["c2"].mi, "entropy": math.log(2), "mse": 0.0}
 
 
 def test_categorical_scores_on_labelled_images():
@@ -181,13 +172,17 @@ def test_evaluate_networks_gives_the_label_free_mi_with_or_without_labels():
     images = torch.rand(12, 1, 28, 28) * 2 - 1
     config = EvalConfig(generated=16, real=12, batch_size=8)
     unlabelled = ImageData("folder", dataset=[(image, 0) for image in images])  # a file-backed set, no labels
-    result = evaluate_networks(g, dq, spec, 28, 1, unlabelled, config=config)
-    assert "categorical" not in result and set(result["real_mi"]) == {"c1"}
-    assert 0 <= result["real_mi"]["c1"] <= math.log(3) + 1e-9
+    result = evaluate_networks(g, dq, spec, unlabelled, config=config)
+    assert result.categorical is None and result.disentanglement is None and set(result.real_mi) == {"c1"}
+    assert 0 <= result.real_mi["c1"] <= math.log(3) + 1e-9
+    assert "categorical" not in result.to_json() and "eval/accuracy/c1" not in result.flat()
     labelled = ImageData("mnist", images=images, labels=torch.arange(12) % 3)
-    again = evaluate_networks(g, dq, spec, 28, 1, labelled, config=config)
-    assert again["real_mi"]["c1"] == pytest.approx(result["real_mi"]["c1"], abs=1e-6)  # the same images
-    assert again["categorical"]["images"] == 12 and 1 / 3 <= again["categorical"]["codes"]["c1"]["accuracy"] <= 1
+    again = evaluate_networks(g, dq, spec, labelled, config=config)
+    assert again.real_mi["c1"] == pytest.approx(result.real_mi["c1"], abs=1e-6)  # the same images
+    assert again.categorical.images == 12 and 1 / 3 <= again.categorical.codes["c1"].accuracy <= 1
+    flat = again.flat()
+    assert flat["eval/accuracy/c1"] == again.categorical.codes["c1"].accuracy and flat["eval/real_mi/c1"] == again.real_mi["c1"]
+    assert again.to_json()["categorical"]["codes"]["c1"]["accuracy"] == flat["eval/accuracy/c1"]
 
 
 # ----------------------------------------------------------------- shapes
@@ -205,8 +200,9 @@ def centroid_q(images: torch.Tensor) -> QOutput:
 
 def test_disentanglement_scores_reward_the_factor_reading_codes():
     spec = LatentCodeSpec.parse("noise:1,cont:3")
-    kw = dict(size=16, num_points=2000, batch_size=16, num_train=150, num_eval=150, num_variance_estimate=1000)
-    oracle = disentanglement_scores(centroid_q, spec, rng=torch.Generator().manual_seed(0), **kw)
+    kw = dict(num_points=2000, batch_size=16, num_train=150, num_eval=150, num_variance_estimate=1000)
+    sprites = shapes.factors(size=16, channels=1)
+    oracle = disentanglement_scores(centroid_q, spec, sprites, rng=torch.Generator().manual_seed(0), **kw)
     assert oracle.factors == ["shape", "scale", "rotation", "x", "y"] and oracle.codes == ["c1", "c2", "c3"]
     gaps = dict(zip(oracle.factors, oracle.mig.gaps))
     assert gaps["x"] > 0.4 and gaps["y"] > 0.4 and gaps["rotation"] < 0.1
@@ -214,7 +210,7 @@ def test_disentanglement_scores_reward_the_factor_reading_codes():
 
     g = torch.Generator().manual_seed(1)
     noise = disentanglement_scores(
-        lambda x: QOutput((), torch.randn(len(x), 3, generator=g), None), spec, rng=torch.Generator().manual_seed(0), **kw
+        lambda x: QOutput((), torch.randn(len(x), 3, generator=g), None), spec, sprites, rng=torch.Generator().manual_seed(0), **kw
     )
     assert noise.mig.score < 0.05
     assert noise.factorvae.eval_accuracy < 0.35  # chance is 1/5

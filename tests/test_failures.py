@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import signal
@@ -13,24 +12,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_user_error, gan_recipes, logged_steps, sets, tiny_run
 from PIL import Image
-from typer.testing import CliRunner
 
-from gan_infogan_plugin.cli import app
 from gan_infogan_plugin.export import load_generator
 
 GAN_RECIPES = shutil.which("gan-recipes") or "gan-recipes"
-# 28x28 shapes on the MNIST nets, batch 8; every step is logged and checkpointed.
-TINY = ["data.options.count=256", "trainer.batch_size=8", "trainer.checkpoint_every=1", "trainer.log_every=1",
-        "trainer.sample_every=0", "trainer.sample_noise=2"]
-
-
-def sets(*options: str) -> list[str]:
-    return [arg for option in (*TINY, *options) for arg in ("--set", option)]
+EVERY_STEP = ["trainer.checkpoint_every=1", "trainer.log_every=1", "trainer.sample_every=0", "trainer.sample_noise=2"]
 
 
 def start_run(out: Path, steps: int, *flags: str) -> subprocess.Popen:
-    cmd = [GAN_RECIPES, "run", "infogan-shapes", "--max-steps", str(steps), "--out", str(out), "--no-progress", *flags, *sets()]
+    cmd = [GAN_RECIPES, "run", "infogan-shapes", "--max-steps", str(steps), "--out", str(out), "--no-progress", *flags, *sets(*EVERY_STEP)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
@@ -52,11 +44,6 @@ def checkpoint_step(run_dir: Path) -> int:
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert {"generator", "discriminator", "optimizer_g", "optimizer_d", "step", "rng"} <= state.keys()
     return int(state["step"])
-
-
-def logged_steps(run_dir: Path) -> list[int]:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return [int(row["step"]) for row in csv.DictReader(f)]
 
 
 # When to kill: once the checkpoint's temporary file appears (mid write), once the new checkpoint has
@@ -93,8 +80,7 @@ def test_kill_9_leaves_a_checkpoint_that_resumes(tmp_path):
         assert step >= max(last, 1), moment
         last = step
 
-    result = CliRunner().invoke(app, ["run", "infogan-shapes", "--max-steps", str(last + 1), "--out", str(out),
-                                      "--no-progress", "--resume", *sets()])
+    result = gan_recipes("run", "infogan-shapes", "--max-steps", last + 1, "--out", out, "--no-progress", "--resume", *sets(*EVERY_STEP))
     assert result.exit_code == 0, result.output
     assert f"resuming at step {last}" in result.output
     assert not partial.exists() and not list(out.glob(".*.tmp"))
@@ -103,30 +89,10 @@ def test_kill_9_leaves_a_checkpoint_that_resumes(tmp_path):
 
 
 # --------------------------------------------------------------------------- bad input through the CLI
-def gan_recipes(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> str:
-    """Exit 2 and one ``error:`` line (the last on stderr) naming what is wrong; the CLI caught it, no traceback."""
-    assert result.exit_code == 2, result.output
-    assert isinstance(result.exception, SystemExit), result.exception  # any other exception would be a bug
-    lines = result.stderr.strip().splitlines()
-    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
-    return lines[-1]
-
-
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A finished 2-step infogan-shapes run."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("runs") / "shapes"
-    result = gan_recipes("run", "infogan-shapes", "--max-steps", 2, "--out", out, "--no-progress", *sets())
-    assert result.exit_code == 0, result.output
-    return out
+    return tiny_run(tmp_path_factory, 2, *EVERY_STEP)
 
 
 def test_devices_beyond_the_machine_are_refused(tmp_path):
@@ -153,6 +119,8 @@ def test_devices_beyond_the_machine_are_refused(tmp_path):
         (["infogan-shapes", "--set", "codes=noise:x"], ["--set codes=noise:x: codes: bad code spec part 'noise:x'"]),
         (["infogan-shapes", "--set", "model.name=mnsit"], ["unknown model 'mnsit': did you mean mnist?"]),
         (["infogan-shapes", "--set", "data.name=shape"], ["unknown data set 'shape': did you mean shapes?"]),
+        (["infogan-shapes", "--max-steps", "-1"], ["--max-steps -1: trainer.max_steps: expected a number >= 0, got -1"]),
+        (["infogan-shapes", "--set", "trainer.devices=2", "--devices", "0"], ["--devices 0: trainer.devices: expected a number >= 1"]),
     ],
 )
 def test_bad_recipes_stop_run_before_anything_is_written(args, fragments, tmp_path):
@@ -187,7 +155,7 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
 def test_a_folder_holding_another_run_is_left_untouched(run_dir, tmp_path):
     before = snapshot(run_dir)
     for recipe in ("infogan-shapes", "infogan-mnist"):  # the same recipe again, or another one
-        assert_user_error(gan_recipes("run", recipe, "--out", run_dir, *sets()),
+        assert_user_error(gan_recipes("run", recipe, "--out", run_dir, *sets(*EVERY_STEP)),
                           f"{run_dir} holds another run", "--resume", "--force")
     assert snapshot(run_dir) == before  # every file: same bytes, never rewritten; none added
 
@@ -241,7 +209,7 @@ def test_a_checkpoint_holding_code_is_refused_unread(run_dir, tmp_path):
     planted = ckpt.read_bytes()
 
     refusal = "it holds a Python object (io.open) besides tensors and plain values"
-    resumed = gan_recipes("run", "infogan-shapes", "--max-steps", 3, "--out", copy, "--resume", "--no-progress", *sets())
+    resumed = gan_recipes("run", "infogan-shapes", "--max-steps", 3, "--out", copy, "--resume", "--no-progress", *sets(*EVERY_STEP))
     assert_user_error(resumed, f"{ckpt}: cannot resume from it: {refusal}")
     assert_user_error(gan_recipes("eval", copy, "--real", 0, "--generated", 8, "--points", 20, "--votes", 4),
                       f"{ckpt}: not a readable checkpoint ({refusal}")
@@ -251,5 +219,5 @@ def test_a_checkpoint_holding_code_is_refused_unread(run_dir, tmp_path):
     assert marker.exists()
 
     ckpt.write_bytes(planted[: len(planted) // 2])  # cut short, as by a copy that failed
-    resumed = gan_recipes("run", "infogan-shapes", "--max-steps", 3, "--out", copy, "--resume", "--no-progress", *sets())
+    resumed = gan_recipes("run", "infogan-shapes", "--max-steps", 3, "--out", copy, "--resume", "--no-progress", *sets(*EVERY_STEP))
     assert_user_error(resumed, f"{ckpt}: cannot resume from it: ")

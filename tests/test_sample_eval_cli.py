@@ -8,36 +8,15 @@ import pytest
 import safetensors
 import safetensors.torch
 import torch
+from conftest import assert_user_error, gan_recipes as invoke, tiny_run
 from PIL import Image
-from typer.testing import CliRunner
-
-from gan_infogan_plugin.cli import app
-
-TINY = ["--set", "data.options.count=64", "--set", "trainer.batch_size=8", "--set", "trainer.sample_every=0",
-        "--set", "trainer.checkpoint_every=0", "--set", "trainer.log_every=1", "--set", "trainer.eval_every=2"]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    """Non-zero exit, one line on stderr starting with 'error:' and naming what is wrong, no traceback."""
-    assert result.exit_code != 0, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("runs") / "shapes"
-    result = invoke("run", "infogan-shapes", "--max-steps", 2, "--out", out, "--no-progress", *TINY)
-    assert result.exit_code == 0, result.output
-    return out
+    """A 2-step run, evaluated at step 2 (trainer.eval_every)."""
+    return tiny_run(tmp_path_factory, 2, "trainer.sample_every=0", "trainer.checkpoint_every=0", "trainer.log_every=1",
+                    "trainer.eval_every=2")
 
 
 def png_size(path) -> tuple[int, int]:

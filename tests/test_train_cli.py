@@ -15,41 +15,19 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from conftest import TINY, logged_steps, run_shapes as run_tiny, sets, tiny_run
 from PIL import Image
-from typer.testing import CliRunner
 
-from gan_infogan_plugin.cli import app
 from gan_infogan_plugin.export import load_generator
 from gan_infogan_plugin.images import save_grid
 
-# 28x28 shapes on the MNIST nets, batch 8, 4 noise columns per grid: a few steps take seconds.
-TINY = [
-    "data.options.count=64",
-    "trainer.batch_size=8",
-    "trainer.log_every=2",
-    "trainer.sample_every=2",
-    "trainer.checkpoint_every=2",
-    "trainer.sample_noise=4",
-]
+EVERY_2 = ["trainer.log_every=2", "trainer.sample_every=2", "trainer.checkpoint_every=2", "trainer.sample_noise=4"]
 CODES = ("c1", "c2", "c3", "c4", "c5")  # infogan-shapes: cat:3, then four continuous codes
 
 
-def sets(*extra: str) -> list[str]:
-    return [arg for option in (*TINY, *extra) for arg in ("--set", option)]
-
-
-def gan_recipes(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
 def run_shapes(out: Path, steps: int, *extra: str, flags: tuple[str, ...] = ()):
-    return gan_recipes("run", "infogan-shapes", "--max-steps", steps, "--out", out, "--no-progress", *flags, *sets(*extra))
-
-
-def metric_steps(run_dir: Path) -> list[int]:
-    lines = (run_dir / "metrics.csv").read_text().splitlines()
-    column = lines[0].split(",").index("step")
-    return [int(line.split(",")[column]) for line in lines[1:]]
+    """A tiny run logging, sampling (4 noise columns) and checkpointing every 2 steps."""
+    return run_tiny(out, steps, *EVERY_2, *extra, flags=flags)
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -59,18 +37,14 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory) -> Path:
     """A 4-step infogan-shapes run (samples and checkpoints every 2 steps)."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("runs") / "shapes"
-    result = run_shapes(out, 4)
-    assert result.exit_code == 0, result.output
-    return out
+    return tiny_run(tmp_path_factory, 4, *EVERY_2)
 
 
 def test_run_folder_holds_metrics_grids_checkpoint_and_generator(shapes_run):
     assert {p.name for p in shapes_run.iterdir()} == {
         "recipe.toml", "metrics.csv", "samples", "checkpoints", "generator.safetensors"
     }
-    assert metric_steps(shapes_run) == [2, 4]
+    assert logged_steps(shapes_run) == [2, 4]
     header = (shapes_run / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"loss/d", "loss/g", "mi", "mi/c1", "acc/c1", "mse/c2", "images_per_s", "steps_per_s"} <= set(header)
     for step in (2, 4):
@@ -111,7 +85,7 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(shapes_run, tmp_path
     d_b = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
     assert d_a["step"] == d_b["step"] == 6
     assert all(torch.equal(d_a["discriminator"][k], d_b["discriminator"][k]) for k in d_b["discriminator"])
-    assert metric_steps(resumed) == [2, 4, 6]
+    assert logged_steps(resumed) == [2, 4, 6]
 
 
 def test_augment_shift_changes_training_and_resumes_exactly(shapes_run, tmp_path):
@@ -179,7 +153,7 @@ def _script(path: Path, body: str) -> Path:
 def test_sigterm_saves_a_checkpoint_and_resume_continues(tmp_path):
     out = tmp_path / "term"
     cmd = [shutil.which("gan-recipes") or "gan-recipes", "run", "infogan-shapes", "--max-steps", "100000", "--out", str(out),
-           "--no-progress", *sets("trainer.checkpoint_every=100000")]
+           "--no-progress", *sets(*EVERY_2, "trainer.checkpoint_every=100000")]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 240
@@ -202,7 +176,7 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
         import os, sys, torch
         from gan_infogan_plugin.recipes import load_recipe
         from gan_infogan_plugin.train import train
-        sets = {TINY!r} + ["trainer.max_steps=3", "trainer.devices=2", 'trainer.strategy="ddp"', 'trainer.accelerator="cpu"']
+        sets = {TINY + EVERY_2!r} + ["trainer.max_steps=3", "trainer.devices=2", 'trainer.strategy="ddp"', 'trainer.accelerator="cpu"']
         run = train(load_recipe("infogan-shapes", sets), out=sys.argv[1], progress=False)
         state = {{f"g.{{k}}": v for k, v in run.generator.state_dict().items()}}
         state.update({{f"d.{{k}}": v for k, v in run.discriminator.state_dict().items()}})
@@ -215,7 +189,7 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     rank0, rank1 = (torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert rank0.keys() == rank1.keys() and len(rank0) > 20
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
-    assert metric_steps(out) == [2, 3]
+    assert logged_steps(out) == [2, 3]
 
 
 def test_a_half_written_checkpoint_from_a_kill_is_ignored(shapes_run, tmp_path):

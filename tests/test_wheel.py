@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 import zipfile
@@ -37,22 +38,30 @@ def test_wheel_holds_every_package_and_the_recipes(wheel):
     assert page <= names, f"add {page - names} to [tool.setuptools.package-data] in pyproject.toml"
 
 
+def _run(*cmd, **kwargs) -> subprocess.CompletedProcess:
+    """Run a child process; on failure the assertion shows its exit status, stdout and stderr."""
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kwargs)
+    assert done.returncode == 0, f"{' '.join(map(str, cmd))} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
 def test_installed_wheel_lists_its_recipes(wheel, tmp_path):
+    # A bare venv that sees this interpreter's own site-packages (torch and the other dependencies, in a
+    # venv or not) through a .pth file, but not their .pth files: the editable install of this checkout
+    # stays invisible, so the package imported below is the wheel's.
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True, timeout=120)
+    _run(sys.executable, "-m", "venv", "--without-pip", venv)
     python = venv / "bin" / "python"
-    # The system pip, run by the venv's python, installs into the venv.
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    child_site = _run(python, "-c", "import site; print(site.getsitepackages()[0])").stdout.strip()
+    (Path(child_site) / "outer-site-packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # This interpreter's pip, run by the venv's python, installs into the venv.
+    _run(python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", wheel)
     env = {**os.environ, "COLUMNS": "200"}
-    where = subprocess.run([str(python), "-c", "import gan_infogan_plugin.recipe_files as r; print(r.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
+    where = _run(python, "-c", "import gan_infogan_plugin.recipe_files as r; print(r.__file__)", cwd=tmp_path, env=env).stdout
     assert str(venv) in where  # the wheel's copy, not the editable checkout
-    page = subprocess.run([str(python), "-c", "from gan_infogan_plugin.explore import _static_files; print(sorted(_static_files()))"],
-                          capture_output=True, text=True, check=True, cwd=tmp_path, env=env).stdout
+    page = _run(python, "-c", "from gan_infogan_plugin.explore import _static_files; print(sorted(_static_files()))",
+                cwd=tmp_path, env=env).stdout
     assert "'app.js', 'favicon.svg', 'index.html', 'style.css'" in page  # explore's page, read from the installed package
-    listed = subprocess.run([str(venv / "bin" / "gan-recipes"), "list"], capture_output=True, text=True, cwd=tmp_path,
-                            env=env, timeout=120)
-    assert listed.returncode == 0, listed.stderr
+    listed = _run(venv / "bin" / "gan-recipes", "list", cwd=tmp_path, env=env)
     for name in ("infogan-shapes", "infogan-mnist", "dcgan-mnist", "infogan-svhn"):
         assert name in listed.stdout

@@ -1,6 +1,6 @@
 """gan-infogan-plugin: the InfoGAN objective for any PyTorch GAN.
 
-The core (``codes``, ``qhead``, ``regularizer``, ``wrap``, ``augment``) imports only torch.
+The core (``codes``, ``qhead``, ``regularizer``, ``wrap``, ``augment``, ``modes``) imports only torch.
 """
 
 from .augment import random_shift

@@ -11,7 +11,7 @@ import math
 import tomllib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -20,7 +20,10 @@ from rich.table import Table
 
 from . import registry
 from .errors import UserError
-from .recipes import available_recipes, load_recipe, override
+from .recipes import available_recipes, load_recipe
+
+if TYPE_CHECKING:
+    from .evaluate import RunEvaluation
 
 HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
 
@@ -128,13 +131,14 @@ def run(
 
     Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from it.
     """
-    from .train import train  # torch and Fabric load only for commands that need them
+    from .train import train  # Lightning Fabric loads only for the command that trains (torch comes with the package)
 
     with user_errors():
         options = {"max_steps": max_steps, "seed": seed, "accelerator": accelerator, "devices": devices,
                    "strategy": strategy, "num_nodes": num_nodes, "precision": precision}
-        cli_sets = [override(f"trainer.{key}", value) for key, value in options.items() if value is not None]
-        train(load_recipe(recipe, [*set_, *cli_sets]), out=out, resume=resume, force=force, progress=progress)
+        # Each flag sets the trainer key of its name; a bad value is reported as the flag typed (--max-steps -1).
+        flags = {f"trainer.{key}": (f"--{key.replace('_', '-')} {value}", value) for key, value in options.items() if value is not None}
+        train(load_recipe(recipe, set_, flags), out=out, resume=resume, force=force, progress=progress)
 
 
 # --------------------------------------------------------------------------- sample and eval
@@ -208,39 +212,39 @@ def sample(
             typer.echo(target)
 
 
-def _eval_tables(result: dict) -> list[Table]:
+def _eval_tables(result: RunEvaluation) -> list[Table]:
     """The codes (MI on generated images; Q's MI on real images; accuracy, NMI, ARI on real labels)
     and MIG / FactorVAE."""
-    real = result.get("categorical", {}).get("codes", {})
-    real_mi = result.get("real_mi", {})
-    title = f"step {result['step']}: {result['run']}"
-    codes = Table(title=title)
+    scores = result.scores
+    real = scores.categorical.codes if scores.categorical else {}
+    real_mi = scores.real_mi or {}
+    codes = Table(title=f"step {result.step}: {result.run}")
     for column in ("code", "H(c)", "MI bound", "Q on G(z,c)", "MI real", "real acc", "NMI", "ARI"):
         codes.add_column(column, justify="left" if column == "code" else "right")
     mappings = []
-    for name, mi in result["mi"].items():
-        quality = f"acc {mi['acc']:.3f}" if "acc" in mi else f"mse {mi['mse']:.3f}"
-        row = [name, f"{mi['entropy']:.3f}", f"{mi['mi']:.3f}", quality, f"{real_mi[name]:.3f}" if name in real_mi else ""]
+    for name, mi in scores.mi.items():
+        quality = f"acc {mi.accuracy:.3f}" if mi.accuracy is not None else f"mse {mi.mse:.3f}"
+        row = [name, f"{mi.entropy:.3f}", f"{mi.mi:.3f}", quality, f"{real_mi[name]:.3f}" if name in real_mi else ""]
         if name in real:
             score = real[name]
-            mappings.append(f"{name}: " + " ".join(f"{k}->{v}" for k, v in sorted(score["mapping"].items())))
-            row += [f"{score['accuracy']:.3f}", f"{score['nmi']:.3f}", f"{score['ari']:.3f}"]
+            mappings.append(f"{name}: " + " ".join(f"{k}->{v}" for k, v in sorted(score.mapping.items())))
+            row += [f"{score.accuracy:.3f}", f"{score.nmi:.3f}", f"{score.ari:.3f}"]
         codes.add_row(*row)
-    if "categorical" in result:
-        codes.caption = "\n".join([f"real images: {result['categorical']['images']} from {result['categorical']['data']}; "
+    if scores.categorical:
+        codes.caption = "\n".join([f"real images: {scores.categorical.images} from {scores.categorical.data}; "
                                     "MI in nats; code value -> class", *mappings])
     tables = [codes]
-    if "disentanglement" in result:
-        d = result["disentanglement"]
-        scores = Table(title="disentanglement against the shapes factors")
-        scores.add_column("score")
-        scores.add_column("value", justify="right")
-        scores.add_row("MIG", f"{d['mig']:.3f}")
-        for factor, gap in d["mig_gaps"].items():
-            scores.add_row(f"  gap for {factor}", f"{gap:.3f}")
-        scores.add_row("FactorVAE (train votes)", f"{d['factorvae_train']:.3f}")
-        scores.add_row("FactorVAE (eval votes)", f"{d['factorvae_eval']:.3f}")
-        tables.append(scores)
+    if scores.disentanglement:
+        d = scores.disentanglement
+        table = Table(title=f"disentanglement against the data's factors ({', '.join(d.factors)})")
+        table.add_column("score")
+        table.add_column("value", justify="right")
+        table.add_row("MIG", f"{d.mig.score:.3f}")
+        for factor, gap in zip(d.factors, d.mig.gaps):
+            table.add_row(f"  gap for {factor}", f"{gap:.3f}")
+        table.add_row("FactorVAE (train votes)", f"{d.factorvae.train_accuracy:.3f}")
+        table.add_row("FactorVAE (eval votes)", f"{d.factorvae.eval_accuracy:.3f}")
+        tables.append(table)
     return tables
 
 
@@ -249,24 +253,24 @@ def eval_command(
     run: Path = typer.Argument(..., help="A run folder, or a checkpoint file inside one."),
     data: list[str] = typer.Option([], "--data", help="Set a key of the run's [data] table: --data split=test (repeatable)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write the results (default RUN/eval/step-NNNNNNN.json)."),
-    real: int = typer.Option(10000, "--real", min=0, help="Labelled real images for the categorical codes (0: skip the data)."),
+    real: int = typer.Option(10000, "--real", min=0, help="Real images for Q's label-free MI and the categorical codes (0: none)."),
     generated: int = typer.Option(2048, "--generated", min=1, help="Generated images for Q's MI bound."),
-    points: int = typer.Option(10000, "--points", min=2, help="infogan-shapes: sprites for MIG and FactorVAE's variances."),
-    votes: int = typer.Option(500, "--votes", min=2, help="infogan-shapes: FactorVAE training votes (half as many eval votes)."),
+    points: int = typer.Option(10000, "--points", min=2, help="Data with factors (shapes): images for MIG and FactorVAE's variances."),
+    votes: int = typer.Option(500, "--votes", min=2, help="Data with factors (shapes): FactorVAE training votes (half as many eval votes)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
 ) -> None:
     """Score a run's codes: Q's MI bound per code against H(c), the categorical codes against the data's
-    labels (Hungarian accuracy, NMI, ARI) and, for shapes, MIG and the FactorVAE score."""
+    labels (Hungarian accuracy, NMI, ARI) and, for data with known factors (shapes), MIG and the FactorVAE score."""
     import json
 
     from .evaluate import EvalConfig, evaluate_run, load_run
-    from .export import write_atomic
+    from .runs import atomic_file
 
     with user_errors():
         loaded = load_run(run, data, device)
-        target = json_out or loaded.run_dir / "eval" / f"step-{loaded.step:07d}.json"
+        target = json_out or loaded.run.eval_file(loaded.step)
         _fresh([target], force)
         config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed)
         result = evaluate_run(loaded, config, device)
@@ -274,15 +278,17 @@ def eval_command(
         for table in _eval_tables(result):
             console.print(table)
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, (json.dumps(result, indent=2) + "\n").encode())
+        with atomic_file(target) as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         console.print(f"results: {target}")
 
 
 def _sample_gif(weights: Path, gif: Path, out: Optional[Path], traverse: Optional[str], n: Optional[int],
                 seed: int, device: str, force: bool) -> None:
     """``sample --traverse CODE --gif FILE.gif``: one row of ``n`` images (default 8) while CODE sweeps its values."""
-    from .export import load_generator, write_atomic
+    from .export import load_generator
     from .images import traversal_gif
+    from .runs import atomic_file
 
     if gif.suffix.lower() != ".gif":
         raise UserError(f"--gif {gif}: expected a .gif file name")
@@ -293,7 +299,9 @@ def _sample_gif(weights: Path, gif: Path, out: Optional[Path], traverse: Optiona
         raise UserError(f"--traverse {traverse}: {weights} has codes {', '.join(loaded.spec.names) or 'none'}")
     _fresh([gif], force)
     gif.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(gif, traversal_gif(loaded.generator, loaded.spec, traverse, n or 8, seed))
+    animation = traversal_gif(loaded.generator, loaded.spec, traverse, n or 8, seed)
+    with atomic_file(gif) as tmp:
+        tmp.write_bytes(animation)
     typer.echo(gif)
 
 

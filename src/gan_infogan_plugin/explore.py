@@ -44,11 +44,11 @@ import torch
 from PIL import Image
 
 from .codes import CategoricalCode
-from .errors import UserError
+from .errors import UserError, one_line
 from .export import LoadedGenerator, load_generator
 from .images import grid_image
+from .runs import RunDir
 
-GENERATOR_FILE = "generator.safetensors"  # in a run folder
 MAX_SEED = 2**32 - 1
 MAX_SCALE = 16
 CODE_RANGE = (-2.0, 2.0)  # continuous codes, as LatentCodeSpec.traverse_values
@@ -89,11 +89,11 @@ def load_runs(paths: list[Path], device: str = "cpu") -> list[ExploreRun]:
         raise UserError("give at least one run folder or generator.safetensors file")
     runs: list[ExploreRun] = []
     for path in paths:
-        file = path / GENERATOR_FILE if path.is_dir() else path
+        file = RunDir(path).generator_file if path.is_dir() else path
         if path.is_dir() and not file.is_file():
-            raise UserError(f"{path}: no {GENERATOR_FILE} in this run folder (it is written when training ends)")
+            raise UserError(f"{path}: no {file.name} in this run folder (it is written when training ends)")
         loaded = load_generator(file, device=device)
-        base = (file.parent.name if file.name == GENERATOR_FILE else file.stem) or str(file)
+        base = (file.parent.name if file == RunDir(file.parent).generator_file else file.stem) or str(file)
         name, taken, count = base, {run.name for run in runs}, 1
         while name in taken:
             count += 1
@@ -161,7 +161,7 @@ class Explorer:
             params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query), max_num_fields=64,
                               errors="strict")
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"malformed query string ({str(exc).splitlines()[0][:80]})") from None
+            raise BadRequest(f"malformed query string ({one_line(exc, 80)})") from None
         repeated = [key for key, values in params.items() if len(values) > 1]
         if repeated:
             raise BadRequest(f"{repeated[0]} is given {len(params[repeated[0]])} times; give it once")
@@ -289,7 +289,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass
         except Exception as exc:  # a bug: one line to the page and to the terminal, the server goes on
-            line = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            line = f"{type(exc).__name__}: {one_line(exc, 200)}"
             self.log_error("internal error on %s: %s", self.path[:200], line)
             self._text(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {line}")
 

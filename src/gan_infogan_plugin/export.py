@@ -16,8 +16,6 @@ Nothing in the file is ever executed or unpickled.
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,36 +27,13 @@ from torch import nn
 
 from . import __version__, registry
 from .codes import LatentCodeSpec
-from .errors import UserError
+from .errors import UserError, one_line
 from .images import traversal_grid
+from .runs import atomic_file
 
 FORMAT = "gan-infogan-plugin/generator"
 FORMAT_VERSION = "1"
 REQUIRED = ("format", "format_version", "spec", "model", "model_kwargs", "step")
-
-
-def checkpoint_load_error(exc: Exception) -> str:
-    """One line saying why ``torch.load(path, weights_only=True)`` (or fabric.load) failed on a checkpoint.
-
-    weights_only refuses any pickled object beyond tensors and plain containers: such a file is never
-    unpickled, so nothing in it runs."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch's message carries terminal colours
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if found:
-        return f"it holds a Python object ({found.group(1)}) besides tensors and plain values; refused, as unpickling it could run code"
-    if "Weights only load failed" in text:
-        return "not a checkpoint written by gan-recipes (torch's weights-only loader refused its contents)"
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, flush and fsync it, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def save_generator(
@@ -89,7 +64,8 @@ def save_generator(
         "versions": json.dumps({"gan-infogan-plugin": __version__, "torch": torch.__version__}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, safetensors.torch.save(tensors, metadata=metadata))
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(safetensors.torch.save(tensors, metadata=metadata))
     return path
 
 
@@ -134,8 +110,7 @@ def _read_metadata(path: Path) -> dict[str, str]:
         with safetensors.safe_open(str(path), framework="pt") as f:
             metadata = f.metadata()
     except Exception as exc:  # safetensors raises its own error types for every malformed file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: not a valid safetensors file ({reason})") from None
+        raise UserError(f"{path}: not a valid safetensors file ({one_line(exc)})") from None
     if not metadata:
         raise UserError(f"{path}: a safetensors file without metadata; expected one written by save_generator")
     missing = [key for key in REQUIRED if key not in metadata]
@@ -173,11 +148,7 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu", dtype: 
         tensors = safetensors.torch.load_file(str(path))
         generator.load_state_dict(tensors, strict=True)
     except Exception as exc:  # size mismatch, missing or unexpected keys, unreadable tensor data
-        reason = str(exc).strip().splitlines()
-        raise UserError(
-            f"{path}: the tensors do not fit model {metadata['model']!r} with spec {spec}: "
-            f"{' '.join(line.strip() for line in reason)[:300]}"
-        ) from None
+        raise UserError(f"{path}: the tensors do not fit model {metadata['model']!r} with spec {spec}: {one_line(exc)}") from None
     device = torch.device(device)
     generator.to(device=device, dtype=dtype) if dtype is not None else generator.to(device)
     generator.eval()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -13,6 +12,8 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from .codes import CategoricalCode, LatentCodeSpec
+from .modes import evaluating
+from .runs import atomic_file
 
 
 def grid_image(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> Image.Image:
@@ -30,13 +31,11 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, padding: in
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    grid_image(images, nrow, padding).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        grid_image(images, nrow, padding).save(tmp, format="PNG")
     return path
 
 
-@torch.no_grad()
 def traversal_grid(
     generator: nn.Module,
     spec: LatentCodeSpec,
@@ -56,12 +55,8 @@ def traversal_grid(
     if device is None:
         device = next(generator.parameters()).device
     batch, _ = spec.traverse(code, n_noise, values, generator=torch.Generator().manual_seed(seed))
-    was_training = generator.training
-    generator.eval()
-    try:
+    with evaluating(generator):
         return generator(batch.to(device).flat)
-    finally:
-        generator.train(was_training)
 
 
 GIF_STEPS = 17  # values of a continuous code in [-2, 2] per sweep of an animation

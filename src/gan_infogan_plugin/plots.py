@@ -14,7 +14,6 @@ Several runs share the panels (the seeds of a sweep): a colour per curve, a line
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 import tomllib
@@ -22,12 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .codes import LatentCodeSpec
-from .errors import UserError
-from .export import write_atomic
+from .errors import UserError, one_line
+from .runs import RunDir, atomic_file
 
-METRICS_FILE = "metrics.csv"  # in a run folder, written by train
-RECIPE_FILE = "recipe.toml"
-PLOT_FILE = "metrics.png"
 INSTALL_HINT = "pip install 'gan-infogan-plugin[plot]' (or pip install matplotlib)"
 SCORES = ("accuracy", "nmi", "ari")  # eval/<score>/<code>, in [0, 1]
 CODE_SERIES = {"mi/": None, "eval/mi/": "o", "eval/real_mi/": "x"}  # column prefix -> marker (None: a line)
@@ -45,14 +41,15 @@ class RunMetrics:
 
 def read_metrics(run_dir: Path) -> RunMetrics:
     """Read ``run_dir``/metrics.csv (cells left empty or cut short are skipped) and H(c) from its recipe.toml."""
-    path = run_dir / METRICS_FILE
+    run = RunDir(run_dir)
+    path = run.metrics_file
     if not path.is_file():
         raise UserError(f"{path}: no such file (give a run folder written by gan-recipes run)")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(f"{path}: cannot read it as CSV ({exc})") from None
+        raise UserError(f"{path}: cannot read it as CSV ({one_line(exc)})") from None
     if not rows or "step" not in rows[0]:
         raise UserError(f"{path}: expected a header with a 'step' column and at least one row")
     series: dict[str, tuple[list[int], list[float]]] = {}
@@ -70,7 +67,7 @@ def read_metrics(run_dir: Path) -> RunMetrics:
                 steps, values = series.setdefault(column, ([], []))
                 steps.append(step)
                 values.append(value)
-    return RunMetrics(run_dir.name or str(run_dir), series, _entropies(run_dir / RECIPE_FILE))
+    return RunMetrics(run.path.name or str(run.path), series, _entropies(run.recipe_file))
 
 
 def _entropies(recipe: Path) -> dict[str, float]:
@@ -86,8 +83,8 @@ def _entropies(recipe: Path) -> dict[str, float]:
 def default_target(run_dirs: list[Path]) -> Path:
     """RUN/metrics.png for one run; metrics.png in the runs' common folder for several."""
     if len(run_dirs) == 1:
-        return run_dirs[0] / PLOT_FILE
-    return Path(os.path.commonpath([p.resolve() for p in run_dirs])) / PLOT_FILE
+        return RunDir(run_dirs[0]).plot_file
+    return RunDir(Path(os.path.commonpath([p.resolve() for p in run_dirs]))).plot_file
 
 
 def plot_runs(run_dirs: list[Path], out: Path | None = None) -> Path:
@@ -109,7 +106,7 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None) -> Path:
     panels = [name for name, present in (("losses", {"loss/d", "loss/g"} & columns), ("codes", codes),
                                          ("scores", scores)) if present]
     if not panels:
-        raise UserError(f"{', '.join(str(p / METRICS_FILE) for p in run_dirs)}: no loss, MI or eval columns to plot")
+        raise UserError(f"{', '.join(str(RunDir(p).metrics_file) for p in run_dirs)}: no loss, MI or eval columns to plot")
 
     figure = Figure(figsize=(5.2 * len(panels), 4.2), layout="constrained")
     axes = dict(zip(panels, figure.subplots(1, len(panels), squeeze=False)[0]))
@@ -146,10 +143,9 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None) -> Path:
     if len(runs) > 1:
         figure.legend([Line2D([], [], color="black", ls=RUN_STYLES[r % len(RUN_STYLES)]) for r in range(len(runs))],
                       [run.name for run in runs], loc="outside lower center", ncols=min(len(runs), 6), fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(target, buffer.getvalue())
+    with atomic_file(target) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
     return target
 
 
@@ -158,4 +154,4 @@ def plot_after_run(run_dir: Path) -> str:
     try:
         return f"plot: {plot_runs([run_dir])}"
     except UserError as exc:
-        return f"no {PLOT_FILE}: {exc}; then: gan-recipes plot {run_dir}"
+        return f"no {RunDir(run_dir).plot_file.name}: {exc}; then: gan-recipes plot {run_dir}"

@@ -1,8 +1,11 @@
 """Q: the head that predicts the code c from the discriminator's features.
 
 Q shares the discriminator's trunk. :meth:`QHead.attach` puts a forward hook on one submodule
-of an unmodified discriminator, so a single discriminator pass yields both D's verdict and the
-features Q reads.
+of the discriminator, so a single discriminator pass yields both D's verdict and the features Q
+reads, and registers Q on D as the submodule ``infogan_q`` (as torch's spectral norm and
+parametrizations live on the module they change): ``D.to()``, ``D.parameters()``,
+``D.state_dict()``, ``D.zero_grad()``, ``fabric.setup(D)`` and DDP include Q, and
+:meth:`QHead.remove` takes it away again. D's class and forward are not edited.
 """
 
 from __future__ import annotations
@@ -13,6 +16,11 @@ import torch
 from torch import nn
 
 from .codes import LatentCodeSpec
+from .modes import evaluating
+
+Q_NAME = "infogan_q"
+# Modules whose forward runs (or whose owner iterates) every child: Q cannot be registered on them.
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 @dataclass
@@ -26,6 +34,56 @@ class QOutput:
     cat_logits: tuple[torch.Tensor, ...]
     cont_mean: torch.Tensor
     cont_log_std: torch.Tensor | None
+
+
+def unwrap_discriminator(discriminator: nn.Module) -> nn.Module:
+    """The user's own module inside a ``torch.compile`` wrapper (``_orig_mod``).
+
+    Wrappers that have already taken D's parameters (Fabric's setup, DDP, FSDP, DataParallel) are
+    refused in one line: Q must join D before them, or it would miss D's optimizer and gradient sync.
+    """
+    while isinstance(getattr(discriminator, "_orig_mod", None), nn.Module):
+        discriminator = discriminator._orig_mod
+    wrapper = _setup_wrapper(discriminator)
+    if wrapper:
+        raise ValueError(
+            f"the discriminator is already wrapped by {wrapper}: attach Q first (InfoGAN.wrap(G, D, ...) before "
+            "fabric.setup / DDP / FSDP), so Q's parameters go with D's to the device, the optimizer and the gradient sync"
+        )
+    return discriminator
+
+
+def _setup_wrapper(module: nn.Module) -> str | None:
+    """What wraps ``module`` for training, by duck typing (no lightning import), or None."""
+    if isinstance(module._modules.get("_forward_module"), nn.Module):
+        return f"Fabric ({type(module).__name__}, from fabric.setup)"
+    if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel, *_fsdp_types())):
+        return type(module).__name__
+    return None
+
+
+def _fsdp_types() -> tuple[type, ...]:
+    """FSDP's wrapper classes (FSDP1's module and FSDP2's ``fully_shard`` base), where torch has them."""
+    try:
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    except ImportError:  # a torch built without distributed support
+        return ()
+    return FSDPModule, FullyShardedDataParallel
+
+
+def _note_missing_q(module: "QHead", state_dict, prefix, *_) -> None:
+    """Before Q loads: a state dict of D saved before Q was attached has no key under Q's prefix."""
+    module._missing_prefix = prefix if prefix and not any(key.startswith(prefix) for key in state_dict) else None
+
+
+def _explain_missing_q(module: "QHead", incompatible_keys) -> None:
+    """After Q loads: its missing keys become one entry saying why, in ``load_state_dict``'s error or result."""
+    prefix, module._missing_prefix = module._missing_prefix, None
+    if prefix:
+        missing = incompatible_keys.missing_keys
+        missing[:] = [key for key in missing if not key.startswith(prefix)]
+        missing.append(f"{prefix}* (InfoGAN's Q: this state dict was saved before Q was attached; load it into D "
+                       "before InfoGAN.wrap, or load it with strict=False to keep Q as it is)")
 
 
 class QHead(nn.Module):
@@ -60,8 +118,13 @@ class QHead(nn.Module):
         first = nn.Linear(in_features, hidden) if in_features else nn.LazyLinear(hidden)
         self.net = nn.Sequential(first, nn.BatchNorm1d(hidden), nn.LeakyReLU(negative_slope), nn.Linear(hidden, out))
         self.features: torch.Tensor | None = None
+        self.captured_with_grad = False  # whether autograd recorded the pass that produced ``features``
         self._input_needs_grad = False
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        object.__setattr__(self, "_owner", None)  # the module Q is registered on (not a child of Q)
+        self._missing_prefix: str | None = None
+        self.register_load_state_dict_pre_hook(_note_missing_q)
+        self.register_load_state_dict_post_hook(_explain_missing_q)
 
     def forward(self, features: torch.Tensor | None = None) -> QOutput:
         """Q's output for ``features``, or for those the hook captured in the last D pass."""
@@ -71,7 +134,8 @@ class QHead(nn.Module):
             features = self.features
         if self.detach_trunk and not (self._handles and self._input_needs_grad):
             features = features.detach()
-        out = self.net(features.flatten(1))
+        # Q's dtype: a no-op unless D ran under autocast (features in half precision, Q in float32).
+        out = self.net(features.flatten(1).to(self.net[-1].weight.dtype))
         n_cat = sum(self._sizes)
         n_cont = len(self.spec.continuous)
         cat_logits = tuple(torch.split(out[:, :n_cat], self._sizes, dim=1)) if self._sizes else ()
@@ -89,13 +153,14 @@ class QHead(nn.Module):
         example_input: torch.Tensor | None = None,
         **kwargs,
     ) -> "QHead":
-        """A new QHead fed by a forward hook on ``discriminator``'s submodule ``layer``.
+        """A new QHead fed by a forward hook on ``discriminator``'s submodule ``layer`` and registered on it.
 
-        ``layer`` is a dotted name as in ``named_modules()`` ("main.10", "trunk.conv2").
-        With ``example_input`` (a small image batch) the discriminator runs once in eval mode
-        without gradients to size Q's first layer, so Q's parameters exist before an optimizer
-        is built.
+        ``layer`` is a dotted name as in ``named_modules()`` ("main.10", "trunk.conv2") of your own
+        module, also when ``discriminator`` is a ``torch.compile`` wrapper of it. With
+        ``example_input`` (a small image batch) the discriminator runs once in eval mode without
+        gradients to size Q's first layer, so Q's parameters exist before an optimizer is built.
         """
+        discriminator = unwrap_discriminator(discriminator)
         head = cls(spec, **kwargs)
         head.hook(discriminator, layer)
         if example_input is not None:
@@ -103,12 +168,28 @@ class QHead(nn.Module):
         return head
 
     def hook(self, discriminator: nn.Module, layer: str) -> None:
-        """Capture the output of ``discriminator.<layer>`` on every forward pass."""
-        modules = dict(discriminator.named_modules())
+        """Capture the output of ``discriminator.<layer>`` on every forward pass; register Q on D.
+
+        Q is registered as ``infogan_q`` on D itself, or, when D is an ``nn.Sequential`` (whose
+        forward runs every child), on the hooked layer (or D's first module that is not a container).
+        """
+        discriminator = unwrap_discriminator(discriminator)
+        mine = set(self.modules())  # when this Q is hooked on D already, it is re-hooked
+        modules = {name: m for name, m in discriminator.named_modules() if m not in mine}
+        if any(isinstance(m, QHead) for m in modules.values()):
+            raise ValueError(f"{type(discriminator).__name__} already holds a Q head: remove it first (info.remove())")
         if layer not in modules or layer == "":
             valid = ", ".join(name for name in modules if name)
             raise ValueError(f"{type(discriminator).__name__} has no layer {layer!r}; valid layers: {valid}")
+        owners = (discriminator, modules[layer], *modules.values())
+        owner = next((m for m in owners if not isinstance(m, _CONTAINERS)), None)
+        if owner is None:
+            raise ValueError(f"{type(discriminator).__name__} holds only containers: no module can hold Q")
+        if getattr(owner, Q_NAME, self) is not self:
+            raise ValueError(f"{type(owner).__name__} already has an attribute {Q_NAME!r}: Q cannot be registered there")
         self.remove()
+        owner.add_module(Q_NAME, self)
+        object.__setattr__(self, "_owner", owner)
         self._handles = [
             discriminator.register_forward_pre_hook(self._note_input),
             modules[layer].register_forward_hook(self._capture),
@@ -120,24 +201,24 @@ class QHead(nn.Module):
     def _capture(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
         # A clone, so an in-place activation after the hooked layer cannot change what Q reads.
         self.features = output.clone()
+        self.captured_with_grad = torch.is_grad_enabled()
 
     def remove(self) -> None:
-        """Remove the hook; the discriminator is as it was."""
+        """Remove the hook and take Q off the discriminator: D is as it was."""
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        if self._owner is not None:
+            del self._owner._modules[Q_NAME]
+            object.__setattr__(self, "_owner", None)
         self.features = None
 
-    @torch.no_grad()
     def materialize(self, discriminator: nn.Module, example_input: torch.Tensor) -> None:
         """Run D and Q once in eval mode on ``example_input`` to create lazy parameters."""
-        modes = [(m, m.training) for m in (discriminator, self)]
-        discriminator.eval()
-        self.eval()
+        discriminator = unwrap_discriminator(discriminator)
         try:
-            discriminator(example_input)
-            self()
+            with evaluating(discriminator, self):
+                discriminator(example_input)
+                self()
         finally:
-            for module, training in modes:
-                module.train(training)
             self.features = None

@@ -28,7 +28,6 @@ the expected type and the file (or the ``--set`` option).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import tomllib
@@ -38,11 +37,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+import tomli_w
 
 from . import registry
 from .codes import LatentCodeSpec
-from .errors import UserError
+from .errors import UserError, did_you_mean
 
 
 def _at_least(low: float, default: Any = dataclasses.MISSING, exclusive: bool = False, **kwargs) -> Any:
@@ -157,13 +158,13 @@ class Recipe:
     origin: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        """The TOML-ready form (what :func:`dump_toml` writes and :func:`parse_recipe` reads back)."""
+        """The TOML-ready form (what :meth:`to_toml` writes and :func:`parse_recipe` reads back)."""
         out: dict[str, Any] = {"description": self.description, "codes": str(self.codes)}
         out.update({section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS})
         return out
 
     def to_toml(self) -> str:
-        return dump_toml(self.to_dict())
+        return tomli_w.dumps(self.to_dict())
 
 
 SECTIONS: dict[str, type] = {
@@ -180,16 +181,16 @@ TOP_LEVEL = ("description", "codes", *SECTIONS)
 
 # --------------------------------------------------------------------------- validation
 class _Context:
-    """Where values came from: the file, or the --set option that gave a key."""
+    """Where values came from: the file, or the option that gave a key (``--set k=v``, ``--max-steps 5``)."""
 
-    def __init__(self, origin: str, overrides: dict[str, str]) -> None:
+    def __init__(self, origin: str) -> None:
         self.origin = origin
-        self.overrides = overrides
+        self.options: dict[str, str] = {}  # key path -> the option that set it, as typed
 
     def where(self, path: str) -> str:
-        for key, option in self.overrides.items():
+        for key, option in self.options.items():
             if path == key or path.startswith(key + "."):
-                return f"--set {option}"
+                return option
         return self.origin
 
     def fail(self, path: str, message: str) -> UserError:
@@ -203,10 +204,8 @@ def _describe(value: Any) -> str:
 
 
 def _unknown(ctx: _Context, path: str, key: str, known: list[str]) -> UserError:
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
     prefix = path.rsplit(".", 1)[0] + "." if "." in path else ""
-    hint = f"did you mean {', '.join(prefix + c for c in close)}?" if close else f"expected one of {', '.join(known)}"
-    return UserError(f"{ctx.where(path)}: unknown key {path}: {hint}")
+    return UserError(f"{ctx.where(path)}: unknown key {path}: {did_you_mean(key, known, 'expected one of', prefix, cutoff=0.6)}")
 
 
 def _convert(ctx: _Context, path: str, hint: Any, value: Any, meta: typing.Mapping) -> Any:
@@ -274,24 +273,30 @@ def _codes(ctx: _Context, value: Any) -> LatentCodeSpec:
 def _check_registered(ctx: _Context, path: str, kind: str, name: str) -> None:
     known = registry.entries(kind)
     if name not in known:
-        close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"registered: {', '.join(sorted(known)) or 'none'}"
+        hint = did_you_mean(name, sorted(known), "registered:")
         raise ctx.fail(path, f"unknown {kind[:-1].replace('data', 'data ')} {name!r}: {hint}")
 
 
-def parse_recipe(text: str, name: str, origin: str, overrides: list[str] = ()) -> Recipe:
-    """A TOML document (plus ``key=value`` overrides) to a checked :class:`Recipe`.
+def parse_recipe(
+    text: str, name: str, origin: str, overrides: list[str] = (), flags: Mapping[str, tuple[str, Any]] | None = None
+) -> Recipe:
+    """A TOML document (plus ``key=value`` overrides, then ``flags``) to a checked :class:`Recipe`.
 
-    ``origin`` (a file path or a registered name) is used in error messages.
+    ``origin`` (a file path or a registered name) is used in error messages. ``flags`` maps a key
+    path to (the option as typed, its value): ``{"trainer.max_steps": ("--max-steps -1", -1)}``; an
+    error in that value names the option.
     """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{origin}: not valid TOML: {exc}") from None
-    ctx = _Context(origin, {})
+    ctx = _Context(origin)
     for option in overrides:
         key = apply_override(raw, option)
-        ctx.overrides[key] = option
+        ctx.options[key] = f"--set {option}"
+    for key, (option, value) in (flags or {}).items():
+        _set_key(raw, key, value, option)
+        ctx.options[key] = option
     for key in raw:
         if key not in TOP_LEVEL:
             raise _unknown(ctx, key, key, list(TOP_LEVEL))
@@ -324,25 +329,25 @@ def parse_value(text: str) -> Any:
         return text.strip()
 
 
-def override(key: str, value: Any) -> str:
-    """The ``--set`` text setting ``key`` to a Python value: ``override("trainer.seed", 3) == "trainer.seed=3"``."""
-    return f"{key}={_toml_value(value)}"
-
-
 def apply_override(raw: dict, option: str) -> str:
     """Set ``a.b.c=value`` in the nested dict ``raw``; returns the key path."""
     match = _OVERRIDE.match(option)
     if not match:
         raise UserError(f"--set {option}: expected KEY=VALUE with a dotted key, like optim.g.lr=5e-4")
-    key, text = match.group(1), match.group(2)
+    key = match.group(1)
+    _set_key(raw, key, parse_value(match.group(2)), f"--set {option}")
+    return key
+
+
+def _set_key(raw: dict, key: str, value: Any, option: str) -> None:
+    """``raw[a][b][c] = value`` for ``key = "a.b.c"``, creating tables; ``option`` names the source in errors."""
     *parents, last = key.split(".")
     table = raw
     for i, part in enumerate(parents):
         table = table.setdefault(part, {})
         if not isinstance(table, dict):
-            raise UserError(f"--set {option}: {'.'.join(parents[: i + 1])} is not a table")
-    table[last] = parse_value(text)
-    return key
+            raise UserError(f"{option}: {'.'.join(parents[: i + 1])} is not a table")
+    table[last] = value
 
 
 # --------------------------------------------------------------------------- finding recipes
@@ -388,8 +393,9 @@ def _looks_like_path(text: str) -> bool:
     return text.endswith(".toml") or "/" in text or "\\" in text
 
 
-def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
-    """A recipe by registered name or by path to a ``.toml`` file, with ``key=value`` overrides applied."""
+def load_recipe(name_or_path: str, overrides: list[str] = (), flags: Mapping[str, tuple[str, Any]] | None = None) -> Recipe:
+    """A recipe by registered name or by path to a ``.toml`` file, with ``key=value`` overrides and
+    ``flags`` applied (see :func:`parse_recipe`)."""
     if _looks_like_path(name_or_path) or Path(name_or_path).is_file():
         path = Path(name_or_path)
         if not path.is_file():
@@ -398,74 +404,10 @@ def load_recipe(name_or_path: str, overrides: list[str] = ()) -> Recipe:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"{path}: cannot read the recipe: {exc}") from None
-        return parse_recipe(text, path.stem, str(path), overrides)
+        return parse_recipe(text, path.stem, str(path), overrides, flags)
     known = available_recipes()
     if name_or_path not in known:
-        close = difflib.get_close_matches(name_or_path, list(known), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(known)) or 'none'}"
+        hint = did_you_mean(name_or_path, sorted(known), "known:")
         raise UserError(f"unknown recipe {name_or_path!r}: {hint} (or give a path to a .toml file)")
     source = known[name_or_path]
-    return parse_recipe(source.read(), name_or_path, f"recipe {name_or_path}", overrides)
-
-
-# --------------------------------------------------------------------------- a tiny TOML writer
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b", "\f": "\\f"}
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_string(key)
-
-
-def _toml_string(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
-
-
-def dump_toml(data: dict[str, Any]) -> str:
-    """``data`` as a TOML document: scalars and arrays as ``key = value``, nested dicts as ``[tables]``.
-
-    ``tomllib.loads(dump_toml(d)) == d`` for dicts of str keys and TOML-representable values.
-    """
-    lines: list[str] = []
-
-    def emit(table: dict[str, Any], prefix: tuple[str, ...]) -> None:
-        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-        if prefix and (scalars or not tables):
-            if lines:
-                lines.append("")
-            lines.append("[" + ".".join(_toml_key(p) for p in prefix) + "]")
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in scalars.items())
-        for key, sub in tables.items():
-            emit(sub, (*prefix, key))
-
-    emit(data, ())
-    return "\n".join(lines) + "\n"
+    return parse_recipe(source.read(), name_or_path, f"recipe {name_or_path}", overrides, flags)

@@ -10,11 +10,12 @@ Groups are read with the standard library's importlib.metadata.
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
+
+from .errors import did_you_mean
 
 GROUPS: dict[str, str] = {
     "components": "gan_recipes.components",
@@ -49,8 +50,7 @@ def load(kind: str, name: str) -> Any:
     """The object registered as ``name``; an unknown name lists close matches."""
     found = entries(kind)
     if name not in found:
-        close = difflib.get_close_matches(name, list(found), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(found)) or 'none'}"
+        hint = did_you_mean(name, sorted(found), "known:")
         raise LookupError(f"unknown {kind[:-1] if kind.endswith('s') else kind} {name!r}: {hint}")
     return found[name].entry_point.load()
 

@@ -49,6 +49,9 @@ class MIResult:
     on first access only (a training step that does not log pays nothing for it): detached scalar
     tensors (no host sync), ``mi/<code>`` the lower bound H(c) - nll in nats, ``acc/<code>`` Q's
     accuracy for categorical codes, ``mse/<code>`` for continuous ones, and ``mi`` the sum over codes.
+    In a training step they are measured on the batch Q is being trained on, so they run ahead of Q
+    on new codes; :meth:`InfoGAN.held_out_stats <gan_infogan_plugin.wrap.InfoGAN.held_out_stats>`
+    gives the same statistics on fresh codes.
     """
 
     loss: torch.Tensor

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,19 @@ from ..errors import UserError
 DATA_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
 
 
+@dataclass(frozen=True)
+class Factors:
+    """Ground-truth factors of variation a data set can draw images for (MIG and FactorVAE use them).
+
+    names: one per factor; sample(n, generator): (n, F) long factor indices, each drawn uniformly;
+    images(factors): (n, C, S, S) float in [-1, 1] for those factors, at the data set's size and channels.
+    """
+
+    names: tuple[str, ...]
+    sample: Callable[[int, torch.Generator | None], torch.Tensor]
+    images: Callable[[torch.Tensor], torch.Tensor]
+
+
 @dataclass
 class ImageData:
     """A data set as the trainer sees it; exactly one of ``images`` and ``dataset`` is set.
@@ -34,12 +47,14 @@ class ImageData:
     images: (N, C, S, S), uint8 in [0, 255] or float in [-1, 1], held in memory.
     dataset: items ``(image, label)`` with image (C, S, S) float in [-1, 1] (file-backed sets).
     labels: (N,) long where the data set has labels (for evaluation only), else None.
+    factors: where the data set knows the factors its images are drawn from (for evaluation), else None.
     """
 
     name: str
     images: torch.Tensor | None = None
     dataset: Dataset | None = None
     labels: torch.Tensor | None = None
+    factors: Factors | None = None
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else len(self.dataset)  # type: ignore[arg-type]

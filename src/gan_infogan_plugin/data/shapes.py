@@ -19,7 +19,7 @@ import math
 import torch
 
 from ..recipes import DataConfig
-from .base import ImageData, check_options, fit_images
+from .base import Factors, ImageData, check_options, fit_images
 
 FACTORS: tuple[str, ...] = ("shape", "scale", "rotation", "x", "y")
 FACTOR_SIZES: tuple[int, ...] = (3, 6, 40, 32, 32)
@@ -110,4 +110,10 @@ def build(cfg: DataConfig, size: int, channels: int) -> ImageData:
     options = check_options("shapes", cfg.options, {"count": int, "seed": int})
     count = cfg.limit or options.get("count", 20_000)
     shapes = ShapesDataset(count, size, options.get("seed", 0))
-    return ImageData("shapes", images=fit_images(shapes.images, size, channels, "shapes"), labels=shapes.factors[:, 0])
+    images = fit_images(shapes.images, size, channels, "shapes")
+    return ImageData("shapes", images=images, labels=shapes.factors[:, 0], factors=factors(size, channels))
+
+
+def factors(size: int, channels: int) -> Factors:
+    """The sprites' factors (:data:`FACTORS`), drawn at ``size`` with ``channels`` as the training images are."""
+    return Factors(FACTORS, sample_factors, lambda f: fit_images(render(f, size), size, channels, "shapes"))

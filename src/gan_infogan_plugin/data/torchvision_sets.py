@@ -17,7 +17,7 @@ import scipy.io
 import torch
 import torchvision
 
-from ..errors import UserError
+from ..errors import UserError, one_line
 from ..recipes import DataConfig
 from .base import ImageData, check_options, fit_images
 from .folder import image_files
@@ -47,7 +47,7 @@ def _download(name: str, where: Path, expected: str, cfg: DataConfig, url: str, 
     try:
         fetch()
     except DOWNLOAD_ERRORS as exc:
-        raise _missing(name, where, expected, cfg, url, f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+        raise _missing(name, where, expected, cfg, url, f"{type(exc).__name__}: {one_line(exc)}") from None
 
 
 def _in_memory(name: str, cfg: DataConfig, images: torch.Tensor, labels: torch.Tensor, size: int, channels: int) -> ImageData:

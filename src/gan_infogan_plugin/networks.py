@@ -1,0 +1,74 @@
+"""A recipe's networks, regularizers and data, built one way for training and for evaluation.
+
+:func:`build_networks` makes G and D from the registered model and hooks Q on D (through
+:meth:`InfoGAN.wrap`) when the recipe has the MI term; :func:`build_regularizers` lists the terms
+the training step sums; :func:`load_data` builds the recipe's data set at the model's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from . import registry
+from .data.base import ImageData
+from .errors import UserError
+from .models import GANModel
+from .recipes import DataConfig, Recipe
+from .step import MITerm, Regularizer
+from .wrap import InfoGAN
+
+
+@dataclass
+class Networks:
+    """G and D of a recipe, initialised, on the CPU.
+
+    ``discriminator`` is D alone for a plain GAN, else D and Q as one module
+    (:class:`~gan_infogan_plugin.wrap.DiscriminatorWithQ`: one optimizer, one checkpoint entry);
+    ``info`` holds Q and the MI term (None for a plain GAN).
+    """
+
+    model: GANModel
+    channels: int
+    generator: nn.Module
+    discriminator: nn.Module
+    info: InfoGAN | None
+
+    @property
+    def size(self) -> int:
+        """The side of the model's square images, in pixels."""
+        return self.model.image_size
+
+
+def build_networks(recipe: Recipe) -> Networks:
+    """The recipe's registered model, built with its settings; errors in them are UserErrors naming the key."""
+    spec = recipe.codes
+    model = registry.load("models", recipe.model.name)
+    channels = recipe.model.channels or model.channels
+    try:
+        generator, discriminator = model.build(spec.input_dim, channels, **recipe.model.kwargs)
+    except TypeError as exc:
+        raise UserError(f"{recipe.origin}: model.kwargs: model {recipe.model.name!r} refuses them: {exc}") from None
+    if not recipe.regularizer.enabled:
+        return Networks(model, channels, generator, discriminator, None)
+    q = recipe.q_head
+    try:
+        info = InfoGAN.wrap(
+            generator, discriminator, spec, q.layer or model.q_layer, recipe.regularizer.lambda_cat,
+            recipe.regularizer.lambda_cont, image_input=False, hidden=q.hidden, fixed_std=q.fixed_std,
+            detach_trunk=q.detach_trunk,
+        )
+    except ValueError as exc:
+        raise UserError(f"{recipe.origin}: q_head.layer: {exc}") from None
+    return Networks(model, channels, generator, info.discriminator_with_q(), info)
+
+
+def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
+    """The terms the training step adds to the GAN loss: InfoGAN's MI term when the recipe enables it."""
+    return [MITerm(networks.info.regularizer)] if networks.info is not None else []
+
+
+def load_data(cfg: DataConfig, networks: Networks) -> ImageData:
+    """The registered data set ``cfg.name``, its images at the networks' size and channel count."""
+    return registry.load("datasets", cfg.name)(cfg, networks.size, networks.channels)

@@ -1,0 +1,292 @@
+"""The run folder: its layout, choosing or resuming one, its files and its checkpoints.
+
+A run folder (``runs/<recipe>/<YYYYmmdd-HHMMSS>`` or ``--out``)::
+
+    recipe.toml              the resolved recipe
+    metrics.csv              one row per logged step (Fabric's CSVLogger; tensorboard/ too when installed)
+    samples/step-NNNNNNN-<code>.png   traversal grids (rows = code values, columns = noise)
+    checkpoints/last.ckpt    G, D+Q, both optimizers, the regularizers' own state, step, every rank's RNG
+                             state: a torch.save of state dicts, read back with weights_only=True
+    generator.safetensors    the generator and its metadata (export.load_generator)
+    metrics.png              ``gan-recipes plot``: the losses, MI per code and eval scores (plots.plot_runs)
+    eval/step-NNNNNNN.json   ``gan-recipes eval`` results
+
+Every file is written through :func:`atomic_file` (a temporary file, synced, renamed over the old
+one), so a kill at any moment leaves the previous version whole. Training and ``gan-recipes eval``
+read checkpoints the same way, with :meth:`RunDir.load_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import time
+import tomllib
+import warnings
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+
+from .errors import UserError, one_line
+from .recipes import Recipe, load_recipe
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+RUN_FILES = ("recipe.toml", "metrics.csv", "samples", "checkpoints", "generator.safetensors")
+# Recipe keys a resumed run may change; any other difference refuses the resume.
+RESUMABLE = {
+    "description",
+    "data.root",
+    "data.download",
+    "data.num_workers",
+    *(f"trainer.{k}" for k in ("max_steps", "log_every", "sample_every", "sample_noise", "checkpoint_every",
+                               "eval_every", "skip_nonfinite", "accelerator", "devices", "strategy", "num_nodes")),
+}
+# What a checkpoint must hold for gan-recipes to read it.
+CHECKPOINT_KEYS = ("generator", "discriminator", "step")
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path next to ``path`` (``.<name>.tmp``) for the block to write, by any means.
+
+    When the block ends, the file is synced to disk and renamed over ``path``: a reader, or a run
+    killed at any moment, sees the old file or the new one, never half of one. If the block raises,
+    the temporary file is removed and ``path`` is left as it was.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def checkpoint_load_error(exc: Exception) -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` failed on a checkpoint.
+
+    weights_only refuses any pickled object beyond tensors and plain containers: such a file is never
+    unpickled, so nothing in it runs."""
+    text = one_line(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if found:
+        return f"it holds a Python object ({found.group(1)}) besides tensors and plain values; refused, as unpickling it could run code"
+    if "Weights only load failed" in text:
+        return "not a checkpoint written by gan-recipes (torch's weights-only loader refused its contents)"
+    return text
+
+
+@dataclass
+class RunDir:
+    """One run folder; ``checkpoint`` is ``checkpoints/last.ckpt`` in it unless given."""
+
+    path: Path
+    checkpoint: Path = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.checkpoint = Path(self.checkpoint) if self.checkpoint is not None else self.path / CHECKPOINT
+
+    # ------------------------------------------------------------------ finding one
+    @classmethod
+    def choose(cls, recipe: Recipe, out: str | Path | None, resume: bool, force: bool) -> "RunDir":
+        """The folder to train ``recipe`` in, checked: a run in it is only continued (``resume``, with
+        the same recipe) or replaced (``force``) on request. Without ``out``: a new
+        ``runs/<recipe>/<stamp>``, or with ``resume`` the newest run of that recipe."""
+        if out is None:
+            base = Path("runs") / recipe.name
+            if resume:
+                found = sorted(p for p in base.glob("*") if (p / CHECKPOINT).is_file())
+                if not found:
+                    raise UserError(f"no run of {recipe.name} to resume under {base}/ (none has {CHECKPOINT}); pass --out RUN_DIR")
+                run = cls(found[-1])
+            else:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                path, i = base / stamp, 1
+                while path.exists():
+                    path, i = base / f"{stamp}-{i}", i + 1
+                run = cls(path)
+        else:
+            run = cls(Path(out))
+            held = [name for name in RUN_FILES if (run.path / name).exists()]
+            if resume and not run.checkpoint.is_file():
+                raise UserError(f"{run.path}: nothing to resume: {run.checkpoint} does not exist")
+            if held and not resume and not force:
+                raise UserError(f"{run.path} holds another run ({', '.join(held)}): pass --resume to continue it, "
+                                "--force to replace it, or choose another --out")
+        if resume:
+            run.check_same_recipe(recipe)
+        return run
+
+    @classmethod
+    def of(cls, path: str | Path) -> "RunDir":
+        """A finished run from its folder or from a checkpoint file inside one (``gan-recipes eval``)."""
+        path = Path(path)
+        if path.is_dir():
+            run = cls(path)
+            if not run.checkpoint.is_file():
+                raise UserError(f"{path}: not a finished run folder: expected a checkpoint at {run.checkpoint}")
+        elif path.is_file():
+            run = cls(path.parent.parent if path.parent.name == "checkpoints" else path.parent, path)
+        else:
+            raise UserError(f"{path}: no such run folder or checkpoint file")
+        if not run.recipe_file.is_file():
+            raise UserError(f"{run.checkpoint}: the run's recipe is not at {run.recipe_file}; eval needs the run folder")
+        return run
+
+    # ------------------------------------------------------------------ the layout
+    @property
+    def recipe_file(self) -> Path:
+        return self.path / "recipe.toml"
+
+    @property
+    def generator_file(self) -> Path:
+        return self.path / "generator.safetensors"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def plot_file(self) -> Path:
+        """metrics.png, drawn from metrics.csv by :mod:`.plots`."""
+        return self.path / "metrics.png"
+
+    def sample_file(self, step: int, name: str) -> Path:
+        """The grid of one code (or ``samples``) at ``step``."""
+        return self.path / "samples" / f"step-{step:07d}-{name}.png"
+
+    def eval_file(self, step: int) -> Path:
+        return self.path / "eval" / f"step-{step:07d}.json"
+
+    # ------------------------------------------------------------------ the recipe
+    def create(self, recipe: Recipe, replace: bool) -> None:
+        """Delete the run there (``replace``: --force), write recipe.toml, create samples/ and
+        checkpoints/, and remove the temporary files of a run killed while saving."""
+        for name in RUN_FILES if replace else ():
+            path = self.path / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        for folder in (self.path / "samples", self.checkpoint.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        for leftover in (*self.path.glob(".*.tmp"), *self.checkpoint.parent.glob(".*.tmp")):
+            leftover.unlink()
+        with atomic_file(self.recipe_file) as tmp:
+            tmp.write_text(recipe.to_toml(), encoding="utf-8")
+
+    def read_recipe(self, overrides: list[str] = ()) -> Recipe:
+        """The run's recipe.toml, with ``--set``-style ``overrides``."""
+        return load_recipe(str(self.recipe_file), overrides)
+
+    def check_same_recipe(self, recipe: Recipe) -> None:
+        """A resume must train what the run trained: only the RESUMABLE keys may differ."""
+        try:
+            before = _flatten(tomllib.loads(self.recipe_file.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UserError(f"{self.recipe_file}: cannot read the run's recipe: {exc}") from None
+        now = _flatten(tomllib.loads(recipe.to_toml()))
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUMABLE)
+        if changed:
+            raise UserError(f"{self.recipe_file}: the run was trained with other settings ({', '.join(changed)}); "
+                            "resume with the same recipe (only trainer.max_steps, intervals and devices may change)")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Write ``state`` atomically: objects with a ``state_dict()`` (networks, optimizers,
+        regularizers; also inside dicts) as their state dicts, other values (step, tensors) as they are."""
+        with atomic_file(self.checkpoint) as tmp:
+            torch.save(_state_dicts(state), tmp)
+
+    def load_checkpoint(self, into: Mapping[str, Any], resuming: bool = False) -> dict[str, Any]:
+        """Read the checkpoint (``weights_only``: nothing in it is executed) and load each object of
+        ``into`` (networks, optimizers) from the entry of the same name; returns the whole checkpoint.
+
+        Any problem is a UserError naming the file: unreadable (``resuming``: "cannot resume from
+        it"), not a gan-recipes checkpoint, or weights that do not fit the networks.
+        """
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated, not a zip/pickle, or holding objects weights_only refuses
+            reason = checkpoint_load_error(exc)
+            raise UserError(f"{self.checkpoint}: cannot resume from it: {reason}" if resuming
+                            else f"{self.checkpoint}: not a readable checkpoint ({reason})") from None
+        if not isinstance(state, dict) or not set(CHECKPOINT_KEYS) <= state.keys():
+            raise UserError(f"{self.checkpoint}: expected a gan-recipes checkpoint with {', '.join(CHECKPOINT_KEYS)}")
+        try:
+            for name, target in into.items():
+                target.load_state_dict(state[name])
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{self.checkpoint}: its weights do not fit the networks of {self.recipe_file}: {one_line(exc)}") from None
+        return state
+
+    # ------------------------------------------------------------------ metrics
+    def loggers(self, start: int) -> list:
+        """A CSVLogger writing metrics.csv, and a TensorBoardLogger in tensorboard/ when tensorboard is
+        installed.
+
+        On a resume the rows up to ``start`` are kept and written back at once, atomically (the
+        CSVLogger deletes the file it finds); rows after ``start``, or cut short by a kill, are dropped.
+        """
+        from lightning_fabric.loggers import CSVLogger, TensorBoardLogger
+
+        metrics = self.metrics_file
+        fields, kept = _complete_rows(metrics, start)
+        csv_logger = CSVLogger(self.path, name="", version="")
+        with atomic_file(metrics) if kept else nullcontext(None) as tmp:
+            if tmp is not None:
+                with open(tmp, "w", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=fields)
+                    writer.writeheader()
+                    writer.writerows(kept)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "log directory not empty": recipe.toml is there; old rows are kept
+                experiment = csv_logger.experiment  # deletes metrics.csv; leaving the block puts the kept rows back
+        if kept:
+            experiment.metrics_keys = fields  # later rows are appended under the same header
+        loggers: list = [csv_logger]
+        try:
+            loggers.append(TensorBoardLogger(self.path, name="", version="tensorboard"))
+        except ModuleNotFoundError:
+            pass
+        return loggers
+
+
+def _state_dicts(value: Any) -> Any:
+    if hasattr(value, "state_dict"):
+        return value.state_dict()
+    if isinstance(value, Mapping):
+        return {k: _state_dicts(v) for k, v in value.items()}
+    return value
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _complete_rows(metrics: Path, start: int) -> tuple[list[str], list[dict[str, str]]]:
+    """The header of ``metrics`` and its rows for steps up to ``start``, without a last line cut short by a kill."""
+    try:
+        text = metrics.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return [], []
+    reader = csv.DictReader(text[: text.rfind("\n") + 1].splitlines())
+    rows = [row for row in reader if None not in row.values() and (row.get("step") or "").isdigit() and int(row["step"]) <= start]
+    return list(reader.fieldnames or []), rows

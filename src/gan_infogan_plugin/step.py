@@ -1,0 +1,224 @@
+"""One training step: a D+Q update, then a G update, and the regularizers both updates sum.
+
+:func:`train_step` is a plain function of the networks and optimizers (:class:`GAN`), one
+:class:`Batch` and a list of :class:`Regularizer`; it returns a :class:`StepResult`. The plain GAN is
+the same step with no regularizers; InfoGAN's MI term is :class:`MITerm`.
+
+A regularizer sees D's pass over the generated images (:class:`Fakes`: the images, their codes and
+Q's reading of them) once in each update and may
+
+- add a loss to D's update (:meth:`Regularizer.discriminator_term`; Q is trained with D),
+- train networks of its own after D's optimizer step (:meth:`Regularizer.update`),
+- add a loss to G's update (:meth:`Regularizer.generator_term`; its ``stats`` are logged),
+- keep state for checkpoints (``state_dict`` / ``load_state_dict``), and start at a later step (``start``).
+
+D runs once per image batch for its verdict and Q. Nothing here waits for the device (no host sync)
+except with ``skip_nonfinite``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import random_shift
+from .codes import LatentBatch
+from .qhead import QOutput
+from .regularizer import MIRegularizer
+
+if TYPE_CHECKING:
+    from lightning_fabric import Fabric
+
+
+@dataclass
+class GAN:
+    """The networks a step trains, as Fabric set them up, and their optimizers.
+
+    ``discriminator``: D alone, or D and Q as one module (``has_q``) whose forward returns
+    (D's logits (N,), Q's :class:`QOutput`) and takes ``with_q=False`` to skip Q.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    optimizer_g: torch.optim.Optimizer
+    optimizer_d: torch.optim.Optimizer
+    has_q: bool
+
+
+@dataclass
+class Batch:
+    """One step's inputs, drawn from the (seed, rank, step) streams.
+
+    real: (N, C, H, W) in [-1, 1]; codes: the noise and codes for N generated images; every image D
+    sees is moved by up to ``shift`` pixels, the offsets drawn from ``moves`` (None: no shift).
+    """
+
+    step: int
+    real: torch.Tensor
+    codes: LatentBatch
+    shift: int = 0
+    moves: torch.Generator | None = None
+
+
+@dataclass
+class Fakes:
+    """D's pass over the generated images, as a regularizer sees it.
+
+    images: (N, C, H, W) G(z, c), detached in D's update, carrying G's graph in G's update;
+    codes: what they were generated from; q: Q's reading of them (None when D carries no Q).
+    """
+
+    step: int
+    images: torch.Tensor
+    codes: LatentBatch
+    q: QOutput | None
+
+
+class Term(Protocol):
+    """A regularizer's contribution to one update (:class:`~gan_infogan_plugin.regularizer.MIResult` is one)."""
+
+    loss: torch.Tensor  # scalar, added to the update's loss
+
+    @property
+    def stats(self) -> Mapping[str, torch.Tensor]:
+        """Detached scalars to log (computed when read, at log steps only)."""
+
+
+class Regularizer:
+    """A term of the objective besides the GAN loss. Every method is optional: the defaults add
+    nothing, train nothing and hold no state."""
+
+    name: str = "regularizer"  # its key in checkpoints
+    start: int = 0  # the first step (counted from 0) it is active in
+
+    def setup(self, fabric: "Fabric", gan: GAN) -> None:
+        """Once before training (and before a resume loads its state): set up networks and optimizers
+        of its own with ``fabric.setup``; ``gan`` holds G and D as the step runs them."""
+
+    def discriminator_term(self, fakes: Fakes) -> Term | None:
+        """In D's update, after D's pass over the detached fakes: a loss added to D's and Q's."""
+        return None
+
+    def update(self, fabric: "Fabric", fakes: Fakes) -> None:
+        """In D's update, after D's optimizer step: train its own networks (its own backward and step)."""
+
+    def generator_term(self, fakes: Fakes) -> Term | None:
+        """In G's update, after D's pass over the fakes: a loss added to G's; its stats are logged."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (``{}`` from a checkpoint written before this regularizer existed)."""
+
+
+class MITerm(Regularizer):
+    """InfoGAN's MI term (:class:`~gan_infogan_plugin.regularizer.MIRegularizer`) on Q's reading of
+    the fakes in both updates: Q (with D's trunk, unless detached) learns from it in D's update, G in
+    G's. It holds no state of its own: Q is part of D's module and optimizer."""
+
+    name = "mi"
+
+    def __init__(self, mi: MIRegularizer) -> None:
+        self.mi = mi
+
+    def discriminator_term(self, fakes: Fakes) -> Term:
+        return self.mi(fakes.q, fakes.codes)
+
+    def generator_term(self, fakes: Fakes) -> Term:
+        return self.mi(fakes.q, fakes.codes)
+
+
+@dataclass
+class StepResult:
+    """What one step did. Losses are detached scalar tensors, still on the device.
+
+    loss_d: D's GAN loss (real + fake); loss_g: G's GAN loss; total_d / total_g: with the
+    regularizers' terms added (what the non-finite check reads); g_terms: the regularizers' terms of
+    G's update; skipped: updates skipped for a non-finite loss (``skip_nonfinite`` only).
+    """
+
+    loss_d: torch.Tensor
+    loss_g: torch.Tensor
+    total_d: torch.Tensor
+    total_g: torch.Tensor
+    g_terms: list[Term]
+    skipped: int
+
+    def stats(self) -> dict[str, torch.Tensor]:
+        """The numbers to log: ``loss/d``, ``loss/g`` and each G term's stats (``mi``, ``mi/<code>``, ...)."""
+        named = {"loss/d": self.loss_d, "loss/g": self.loss_g}
+        for term in self.g_terms:
+            named.update(term.stats)
+        return named
+
+
+def train_step(
+    fabric: "Fabric", gan: GAN, batch: Batch, regularizers: Sequence[Regularizer] = (), skip_nonfinite: bool = False
+) -> StepResult:
+    """One D+Q update and one G update on ``batch``; ``regularizers`` active at ``batch.step`` add their terms."""
+    active = [r for r in regularizers if batch.step >= r.start]
+    fake = gan.generator(batch.codes.flat)
+
+    def seen(images: torch.Tensor) -> torch.Tensor:  # what D sees; the order of calls draws the shifts
+        return random_shift(images, batch.shift, batch.moves)
+
+    # D and Q: the real images, then the detached fakes; Q reads the features D computed on the fakes.
+    gan.optimizer_d.zero_grad(set_to_none=True)
+    with fabric.no_backward_sync(gan.discriminator, enabled=fabric.world_size > 1):  # gradients sync once, after the fake pass
+        verdict, _ = _judge(gan, seen(batch.real), with_q=False)
+        loss_real = _bce(verdict, 1.0)
+        fabric.backward(loss_real)
+    detached = fake.detach()
+    verdict, q = _judge(gan, seen(detached))
+    fakes = Fakes(batch.step, detached, batch.codes, q)
+    loss_fake = _bce(verdict, 0.0)
+    d_terms = [term for r in active if (term := r.discriminator_term(fakes)) is not None]
+    fabric.backward(sum((term.loss for term in d_terms), loss_fake))
+    loss_d = (loss_real + loss_fake).detach()
+    total_d = sum((term.loss.detach() for term in d_terms), loss_d)
+    skipped = _step_if_finite(fabric, gan.optimizer_d, total_d, skip_nonfinite)
+    for r in active:
+        r.update(fabric, fakes)
+
+    # G: one D pass over the fakes gives both the GAN loss and Q's reading for the regularizers.
+    gan.optimizer_g.zero_grad(set_to_none=True)
+    verdict, q = _judge(gan, seen(fake))
+    fakes = Fakes(batch.step, fake, batch.codes, q)
+    loss_g = _bce(verdict, 1.0)
+    g_terms = [term for r in active if (term := r.generator_term(fakes)) is not None]
+    fabric.backward(sum((term.loss for term in g_terms), loss_g))
+    total_g = sum((term.loss.detach() for term in g_terms), loss_g.detach())
+    skipped += _step_if_finite(fabric, gan.optimizer_g, total_g, skip_nonfinite)
+    return StepResult(loss_d, loss_g.detach(), total_d, total_g, g_terms, skipped)
+
+
+def _judge(gan: GAN, images: torch.Tensor, with_q: bool = True) -> tuple[torch.Tensor, QOutput | None]:
+    """D's logits (N,) on ``images`` and Q's output (None without Q, or with ``with_q=False``)."""
+    if not gan.has_q:
+        return gan.discriminator(images), None
+    return gan.discriminator(images, with_q=with_q)
+
+
+def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """The GAN loss: binary cross-entropy of D's logits (N,) against an all-``target`` label, in float32."""
+    logits = logits.float()
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+def _step_if_finite(fabric: "Fabric", optimizer: torch.optim.Optimizer, total: torch.Tensor, skip_nonfinite: bool) -> int:
+    """``optimizer.step()``; with ``skip_nonfinite``, only if ``total`` is finite on every rank (one
+    host sync). Returns the number of updates skipped (0 or 1)."""
+    if skip_nonfinite:
+        ok = torch.isfinite(total).float()
+        if fabric.world_size > 1:
+            ok = fabric.all_reduce(ok, reduce_op="sum") / fabric.world_size
+        if not bool(ok == 1):
+            return 1
+    optimizer.step()
+    return 0

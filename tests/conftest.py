@@ -1,0 +1,60 @@
+"""Shared test settings and helpers: tiny infogan-shapes runs through the CLI, and its one-line errors.
+
+Test modules import these names (``from conftest import run_shapes``); pytest puts this folder on
+the import path.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from gan_infogan_plugin.cli import app
+
+# 28x28 shapes on the MNIST nets, batch 8: a few steps take seconds. Each test module adds its schedule.
+TINY = ["data.options.count=64", "trainer.batch_size=8"]
+
+
+def sets(*options: str) -> list[str]:
+    """``--set`` arguments for TINY and then ``options``."""
+    return [arg for option in (*TINY, *options) for arg in ("--set", option)]
+
+
+def gan_recipes(*args: object):
+    """``gan-recipes ARGS`` in this process; the result has ``exit_code``, ``output`` and ``stderr``."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def run_shapes(out: Path, steps: int, *options: str, flags: tuple[str, ...] = ()):
+    """``gan-recipes run infogan-shapes`` for ``steps`` steps into ``out``, with TINY, ``options`` and ``flags``."""
+    return gan_recipes("run", "infogan-shapes", "--max-steps", steps, "--out", out, "--no-progress", *flags, *sets(*options))
+
+
+def tiny_run(tmp_path_factory, steps: int, *options: str) -> Path:
+    """A finished infogan-shapes run of ``steps`` steps (for a module-scoped fixture), on one thread."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("runs") / "shapes"
+    result = run_shapes(out, steps, *options)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def assert_user_error(result, *fragments: str) -> str:
+    """Exit 2 and one ``error:`` line (the last on stderr) holding every fragment; the CLI caught it, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # any other exception would be a bug
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("error: ")] == lines[-1:], result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
+    return lines[-1]
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    """The step of every row of the run's metrics.csv, in order."""
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]

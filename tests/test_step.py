@@ -1,0 +1,169 @@
+"""step.train_step and the Regularizer interface: the terms a list of regularizers adds and where, the
+hooks' order, a late start, and a regularizer with its own network and optimizer, trained, checkpointed
+and resumed exactly by `train`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from conftest import TINY
+from lightning_fabric import Fabric
+from torch import nn
+
+from gan_infogan_plugin import LatentCodeSpec, networks
+from gan_infogan_plugin import train as train_module
+from gan_infogan_plugin.recipes import load_recipe
+from gan_infogan_plugin.step import GAN, Batch, Fakes, Regularizer, train_step
+
+SPEC = LatentCodeSpec.parse("noise:3,cat:2")  # input_dim 5
+
+
+@pytest.fixture(scope="module")
+def fabric() -> Fabric:
+    return Fabric(accelerator="cpu", devices=1)
+
+
+def tiny_gan(fabric: Fabric) -> GAN:
+    """G: 5 inputs -> (N, 1, 2, 2) images; D: images -> (N,) logits; plain Adam for each."""
+    torch.manual_seed(0)
+    generator = nn.Sequential(nn.Linear(SPEC.input_dim, 4), nn.Tanh(), nn.Unflatten(1, (1, 2, 2)))
+    discriminator = nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Flatten(0))
+    g, opt_g = fabric.setup(generator, torch.optim.Adam(generator.parameters(), lr=0.1))
+    d, opt_d = fabric.setup(discriminator, torch.optim.Adam(discriminator.parameters(), lr=0.1))
+    return GAN(g, d, opt_g, opt_d, has_q=False)
+
+
+def batch(step: int) -> Batch:
+    rng = torch.Generator().manual_seed(step)
+    return Batch(step, torch.rand(6, 1, 2, 2, generator=rng) * 2 - 1, SPEC.sample(6, generator=rng))
+
+
+@dataclass
+class Constant:
+    """A Term: a fixed loss and one statistic."""
+
+    loss: torch.Tensor
+    stats: dict = field(default_factory=dict)
+
+
+class Recorder(Regularizer):
+    """Adds 2 to D's loss and ``g_weight`` * mean(G's images) to G's; notes each hook it sees."""
+
+    name = "recorder"
+
+    def __init__(self, start: int = 0, g_weight: float = 0.0) -> None:
+        self.start, self.g_weight, self.calls = start, g_weight, []
+
+    def discriminator_term(self, fakes: Fakes) -> Constant:
+        self.calls.append(("d", fakes.step, fakes.images.requires_grad))
+        return Constant(torch.tensor(2.0))
+
+    def update(self, fabric: Fabric, fakes: Fakes) -> None:
+        self.calls.append(("update", fakes.step, fakes.images.requires_grad))
+
+    def generator_term(self, fakes: Fakes) -> Constant:
+        self.calls.append(("g", fakes.step, fakes.images.requires_grad))
+        return Constant(3.0 + self.g_weight * fakes.images.mean(), {"recorder/seen": torch.tensor(float(len(fakes.images)))})
+
+
+def test_the_plain_gan_is_the_step_with_no_regularizers(fabric):
+    result = train_step(fabric, tiny_gan(fabric), batch(0))
+    assert torch.equal(result.total_d, result.loss_d) and torch.equal(result.total_g, result.loss_g)
+    assert set(result.stats()) == {"loss/d", "loss/g"} and result.skipped == 0
+    # loss/d is real + fake: each at least 0, and ln 2 each for a D that cannot tell (logits near 0)
+    assert 0 < result.loss_d.item() < 5
+
+
+def test_regularizers_add_their_terms_to_each_update_in_order(fabric):
+    recorder = Recorder()
+    result = train_step(fabric, tiny_gan(fabric), batch(0), [recorder])
+    assert recorder.calls == [("d", 0, False), ("update", 0, False), ("g", 0, True)]  # detached fakes in D's update only
+    assert result.total_d.item() == pytest.approx(result.loss_d.item() + 2.0)
+    assert result.total_g.item() == pytest.approx(result.loss_g.item() + 3.0)
+    assert result.stats()["recorder/seen"].item() == 6.0
+
+
+def test_a_generator_term_reaches_g_and_a_late_regularizer_waits(fabric):
+    plain, pulled = tiny_gan(fabric), tiny_gan(fabric)
+    late = Recorder(start=1, g_weight=1000.0)
+    first = train_step(fabric, pulled, batch(0), [late])
+    train_step(fabric, plain, batch(0))
+    assert late.calls == [] and torch.equal(first.total_g, first.loss_g)  # not active at step 0
+    assert all(torch.equal(a, b) for a, b in zip(plain.generator.parameters(), pulled.generator.parameters()))
+    train_step(fabric, pulled, batch(1), [late])
+    train_step(fabric, plain, batch(1))
+    assert [c[0] for c in late.calls] == ["d", "update", "g"]
+    assert not all(torch.equal(a, b) for a, b in zip(plain.generator.parameters(), pulled.generator.parameters()))
+
+
+class CodeReader(Regularizer):
+    """A term with a network and optimizer of its own (as InfoGAN-CR's contrastive discriminator): it
+    learns to read the first code from the detached fakes in D's update, and G is pulled to make the
+    code readable to it. Active from step 1 (the second step)."""
+
+    name = "reader"
+    start = 1
+
+    def __init__(self, pixels: int, classes: int) -> None:
+        self.net = nn.Linear(pixels, classes)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=0.01)
+
+    def setup(self, fabric: Fabric, gan: GAN) -> None:
+        self.net, self.optimizer = fabric.setup(self.net, self.optimizer)
+
+    def _loss(self, fakes: Fakes) -> torch.Tensor:
+        return F.cross_entropy(self.net(fakes.images.flatten(1)), fakes.codes.cat[0])
+
+    def update(self, fabric: Fabric, fakes: Fakes) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        fabric.backward(self._loss(fakes))
+        self.optimizer.step()
+
+    def generator_term(self, fakes: Fakes) -> Constant:
+        loss = 0.5 * self._loss(fakes)
+        return Constant(loss, {"reader/loss": loss.detach()})
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state) -> None:
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def test_a_regularizer_with_its_own_network_is_trained_checkpointed_and_resumed_exactly(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    readers: list[CodeReader] = []
+
+    def with_reader(recipe, nets):
+        readers.append(CodeReader(nets.size * nets.size * nets.channels, recipe.codes.categorical[0].num_classes))
+        return [*networks.build_regularizers(recipe, nets), readers[-1]]
+
+    monkeypatch.setattr(train_module, "build_regularizers", with_reader)
+    sets = [*TINY, "trainer.log_every=1", "trainer.sample_every=0", "trainer.checkpoint_every=2"]
+
+    def run(out, steps, resume=False):
+        recipe = load_recipe("infogan-shapes", [*sets, f"trainer.max_steps={steps}"])
+        return train_module.train(recipe, out=out, resume=resume, progress=False)
+
+    run(tmp_path / "full", 4)
+    state = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert set(state["regularizers"]) == {"mi", "reader"}
+    saved = state["regularizers"]["reader"]["net"]
+    assert all(torch.equal(saved[k], v) for k, v in readers[-1].net.state_dict().items())
+    header = (tmp_path / "full" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "reader/loss" in header and "mi" in header
+
+    run(tmp_path / "resumed", 2)
+    before = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)["regularizers"]["reader"]["net"]
+    run(tmp_path / "resumed", 4, resume=True)
+    again = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.equal(again["regularizers"]["reader"]["net"][k], saved[k]) for k in saved)
+    assert not torch.equal(before["weight"], saved["weight"])  # trained once before the checkpoint at step 2, twice after it
+    a = safetensors.torch.load_file(str(tmp_path / "full" / "generator.safetensors"))
+    b = safetensors.torch.load_file(str(tmp_path / "resumed" / "generator.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
