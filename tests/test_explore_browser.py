@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import torch
 
-from gan_infogan_plugin import LatentCodeSpec, registry
+from conftest import saved_generator
+
 from gan_infogan_plugin.explore import Explorer, ExploreServer, load_runs
-from gan_infogan_plugin.export import save_generator
 
 # argv: fd to read commands from, fd to write answers to, the browser and its arguments
 LAUNCH = """import fcntl, os, sys
@@ -145,11 +145,8 @@ PIXELS = """(() => { const img = $('image'); const c = document.createElement('c
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     torch.set_num_threads(1)
-    spec = LatentCodeSpec.parse("noise:4,cat:3,cont:2")
-    torch.manual_seed(0)
-    generator = registry.load("models", "mnist").generator(spec.input_dim, 1).eval()  # default init: varied images
     run = tmp_path_factory.mktemp("browser") / "run"
-    save_generator(run / "generator.safetensors", generator, spec, "mnist", {"channels": 1})
+    saved_generator(run / "generator.safetensors", "noise:4,cat:3,cont:2")
     server = ExploreServer(Explorer(load_runs([run])), "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -6,9 +6,8 @@ import sys
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from conftest import assert_user_error, gan_recipes
 
-from gan_infogan_plugin.cli import app
 from gan_infogan_plugin.plots import plot_after_run, read_metrics
 
 pytest.importorskip("matplotlib", reason="matplotlib is not installed: pip install -e '.[test]' (or '.[plot]')")
@@ -36,7 +35,7 @@ def size(path) -> tuple[int, int]:
 
 
 def invoke(*args):
-    return CliRunner().invoke(app, ["plot", *map(str, args)])
+    return gan_recipes("plot", *args)
 
 
 def test_read_metrics_keeps_the_logged_cells(tmp_path):
@@ -73,11 +72,10 @@ def test_mistakes_are_one_line_errors(tmp_path):
     run = make_run(tmp_path / "a")
     for args, fragment in (([tmp_path / "absent"], "metrics.csv: no such file"),
                            ([run, "--out", tmp_path / "x.jpg"], "expected a .png file name")):
-        result = invoke(*args)
-        assert result.exit_code == 2 and result.stderr.startswith("error: ") and fragment in result.stderr, result.output
+        assert_user_error(invoke(*args), fragment)
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "metrics.csv").write_text("")
-    assert "a 'step' column" in invoke(tmp_path / "empty").stderr
+    assert_user_error(invoke(tmp_path / "empty"), "a 'step' column")
 
 
 def test_without_matplotlib_the_run_says_how_to_get_the_plot(tmp_path, monkeypatch):
@@ -86,7 +84,6 @@ def test_without_matplotlib_the_run_says_how_to_get_the_plot(tmp_path, monkeypat
     message = plot_after_run(run)
     assert message.startswith("no metrics.png: plots need matplotlib") and "gan-infogan-plugin[plot]" in message
     assert message.endswith(f"gan-recipes plot {run}") and not (run / "metrics.png").exists()
-    result = invoke(run)
-    assert result.exit_code == 2 and "pip install 'gan-infogan-plugin[plot]'" in result.stderr
+    assert_user_error(invoke(run), "pip install 'gan-infogan-plugin[plot]'")
     monkeypatch.undo()
     assert plot_after_run(run) == f"plot: {run / 'metrics.png'}"

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image, ImageSequence
-from typer.testing import CliRunner
+from conftest import assert_user_error, gan_recipes, saved_generator
 
-from gan_infogan_plugin import LatentCodeSpec, registry
-from gan_infogan_plugin.cli import app
-from gan_infogan_plugin.export import load_generator, save_generator
+from gan_infogan_plugin import LatentCodeSpec
+from gan_infogan_plugin.export import load_generator
 from gan_infogan_plugin.images import GIF_STEPS, grid_image, traversal_grid
 
 SPEC = LatentCodeSpec.parse("noise:4,cat:3,cont:1")  # c1: 3 classes, c2 continuous
@@ -17,13 +16,11 @@ SPEC = LatentCodeSpec.parse("noise:4,cat:3,cont:1")  # c1: 3 classes, c2 continu
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    generator = registry.load("models", "mnist").generator(SPEC.input_dim, 1).eval()  # default init: varied images
-    return save_generator(tmp_path_factory.mktemp("gif") / "generator.safetensors", generator, SPEC, "mnist", {"channels": 1})
+    return saved_generator(tmp_path_factory.mktemp("gif") / "generator.safetensors", str(SPEC))
 
 
 def invoke(*args):
-    return CliRunner().invoke(app, ["sample", *map(str, args)])
+    return gan_recipes("sample", *args)
 
 
 def frames(path) -> list[Image.Image]:
@@ -62,15 +59,14 @@ def test_categorical_code_shows_each_class(weights, tmp_path):
     (["--traverse", "c2"], "give --out FILE.png"),
 ])
 def test_gif_mistakes_are_one_line_errors(weights, tmp_path, args, fragment):
-    result = invoke(weights, *[tmp_path / a if a.endswith((".gif", ".png")) else a for a in args])
-    assert result.exit_code == 2 and result.stderr.startswith("error: ") and fragment in result.stderr, result.output
+    assert_user_error(invoke(weights, *[tmp_path / a if a.endswith((".gif", ".png")) else a for a in args]), fragment)
     assert not list(tmp_path.iterdir())
 
 
 def test_gif_is_not_overwritten_without_force(weights, tmp_path):
     out = tmp_path / "c2.gif"
     out.write_bytes(b"keep")
-    result = invoke(weights, "--traverse", "c2", "--gif", out, "--n", 2)
-    assert result.exit_code == 2 and "already exists" in result.stderr and out.read_bytes() == b"keep"
+    assert_user_error(invoke(weights, "--traverse", "c2", "--gif", out, "--n", 2), "already exists")
+    assert out.read_bytes() == b"keep"
     assert invoke(weights, "--traverse", "c2", "--gif", out, "--n", 2, "--force").exit_code == 0
     assert len(frames(out)) == 32
