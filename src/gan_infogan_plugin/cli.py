@@ -322,20 +322,22 @@ def _sample_gif(weights: Path, gif: Path, out: Optional[Path], traverse: Optiona
     """``sample --traverse CODE --gif FILE.gif``: one row of ``n`` images (default 8) while CODE sweeps its values."""
     from .export import load_generator
     from .images import traversal_gif
-    from .runs import atomic_file
+    from .runs import atomic_file, writing_into
 
     if gif.suffix.lower() != ".gif":
         raise UserError(f"--gif {gif}: expected a .gif file name")
     if out is not None or traverse in (None, "all"):
         raise UserError("--gif takes --traverse CODE (one code) and no --out")
-    loaded = load_generator(weights, device=device)
+    if n is not None and not 1 <= n <= MAX_SAMPLES:
+        raise UserError(f"--n {n}: expected from 1 to {MAX_SAMPLES} images")
+    loaded = load_generator(weights, device=_device(device))
     if traverse not in loaded.spec.names:
         raise UserError(f"--traverse {traverse}: {weights} has codes {', '.join(loaded.spec.names) or 'none'}")
     _fresh([gif], force)
-    gif.parent.mkdir(parents=True, exist_ok=True)
-    animation = traversal_gif(loaded.generator, loaded.spec, traverse, n or 8, seed)
-    with atomic_file(gif) as tmp:
-        tmp.write_bytes(animation)
+    with writing_into(gif, "gan-recipes sample"):
+        animation = traversal_gif(loaded.generator, loaded.spec, traverse, n or 8, seed)
+        with atomic_file(gif) as tmp:
+            tmp.write_bytes(animation)
     typer.echo(gif)
 
 
