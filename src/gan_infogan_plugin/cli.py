@@ -225,8 +225,10 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
             mappings.append(f"{name}: " + " ".join(f"{k}->{v}" for k, v in sorted(score.mapping.items())))
             row += [f"{score.accuracy:.3f}", f"{score.nmi:.3f}", f"{score.ari:.3f}"]
         codes.add_row(*row)
-    if scores.categorical:
-        codes.caption = "\n".join([f"real images: {scores.categorical.images} from {scores.categorical.data}; "
+    if scores.real_images:
+        sample = scores.real_images
+        drawn = "all" if sample.scored == sample.of else f"drawn at random (seed {sample.seed}) from {sample.of}"
+        codes.caption = "\n".join([f"real images: {sample.scored} of {sample.data}, {drawn}; "
                                     "MI in nats; code value -> class", *mappings])
     tables = [codes]
     if scores.disentanglement:
