@@ -215,6 +215,9 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     assert rank0.keys() == rank1.keys() and len(rank0) > 20
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     assert logged_steps(out) == [2, 3]
+    assert "deprecated" not in done.stderr, done.stderr[-3000:]  # Fabric's all_gather warned once per rank and checkpoint
+    rng = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["rng"]  # every rank's RNG state, gathered
+    assert rng.shape[0] == 2 and not torch.equal(rng[0], rng[1])
 
 
 def test_a_half_written_checkpoint_from_a_kill_is_ignored(shapes_run, tmp_path):

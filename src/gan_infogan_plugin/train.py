@@ -327,7 +327,10 @@ def _rng_states(fabric: Fabric) -> torch.Tensor:
     local = torch.get_rng_state()
     if fabric.world_size == 1:
         return local[None]
-    return fabric.all_gather(local.to(fabric.device)).reshape(fabric.world_size, -1).cpu()
+    # torch.distributed's own all_gather: Fabric's goes through the deprecated torch.distributed.nn.functional one.
+    gathered = [torch.empty_like(local, device=fabric.device) for _ in range(fabric.world_size)]
+    torch.distributed.all_gather(gathered, local.to(fabric.device))
+    return torch.stack(gathered).cpu()
 
 
 def _recipe_ref(recipe: Recipe) -> str:
