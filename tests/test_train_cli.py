@@ -134,9 +134,9 @@ def test_a_folder_holding_a_run_is_never_overwritten(shapes_run, tmp_path):
     assert (shapes_run / "generator.safetensors").read_bytes() == before
     copy = tmp_path / "copy"
     shutil.copytree(shapes_run, copy)
-    assert run_shapes(copy, 0, flags=("--force",)).exit_code == 0
-    assert load_generator(copy / "generator.safetensors").step == 0
-    assert sorted(p.name for p in (copy / "samples").iterdir()) == [f"step-0000000-{c}.png" for c in CODES]
+    assert run_shapes(copy, 1, flags=("--force",)).exit_code == 0
+    assert load_generator(copy / "generator.safetensors").step == 1
+    assert sorted(p.name for p in (copy / "samples").iterdir()) == [f"step-0000001-{c}.png" for c in CODES]
 
 
 def test_resume_refuses_other_settings(shapes_run, tmp_path):
