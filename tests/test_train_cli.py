@@ -42,7 +42,7 @@ def shapes_run(tmp_path_factory) -> Path:
 
 
 def test_run_folder_holds_metrics_grids_checkpoint_and_generator(shapes_run):
-    assert {p.name for p in shapes_run.iterdir()} == {
+    assert {p.name for p in shapes_run.iterdir()} - {"metrics.png"} == {  # metrics.png: when matplotlib is installed
         "recipe.toml", "metrics.csv", "samples", "checkpoints", "generator.safetensors"
     }
     assert logged_steps(shapes_run) == [2, 4]
