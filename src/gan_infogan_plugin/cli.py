@@ -209,7 +209,7 @@ def sample(
 
 def _eval_tables(result: RunEvaluation) -> list[Table]:
     """The codes (MI on generated images; Q's MI on real images; accuracy, NMI, ARI on real labels)
-    and MIG / FactorVAE."""
+    and MIG / FactorVAE under disentanglement_lib's protocol and the InfoGAN-CR paper's."""
     scores = result.scores
     real = scores.categorical.codes if scores.categorical else {}
     real_mi = scores.real_mi or {}
@@ -231,7 +231,10 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
     tables = [codes]
     if scores.disentanglement:
         d = scores.disentanglement
-        table = Table(title=f"disentanglement against the data's factors ({', '.join(d.factors)})")
+        table = Table(title=f"disentanglement_lib's protocol, against the data's factors ({', '.join(d.factors)})")
+        settings = result.scores.settings
+        table.caption = (f"MIG: {settings.points} images, 20 bins; FactorVAE: majority vote learnt on {settings.votes} "
+                         f"votes of {settings.vote_batch} images, scored on {max(1, settings.votes // 2)} fresh votes")
         table.add_column("score")
         table.add_column("value", justify="right")
         table.add_row("MIG", f"{d.mig.score:.3f}")
@@ -239,6 +242,19 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
             table.add_row(f"  gap for {factor}", f"{gap:.3f}")
         table.add_row("FactorVAE (train votes)", f"{d.factorvae.train_accuracy:.3f}")
         table.add_row("FactorVAE (eval votes)", f"{d.factorvae.eval_accuracy:.3f}")
+        tables.append(table)
+    if scores.paper:
+        paper, protocol = scores.paper.scores, scores.paper.protocol
+        table = Table(title=f"InfoGAN-CR paper's protocol (Lin et al. 2020), against the data's factors ({', '.join(scores.paper.factors)})")
+        table.caption = (f"MIG: {protocol.mig_points} images, {protocol.bins} bins; FactorVAE: {protocol.groups} groups "
+                         f"of {protocol.group_size}, scored on the same votes; codes scaled on {protocol.scale_points} images")
+        table.add_column("score")
+        table.add_column("value", justify="right")
+        table.add_row("MIG", f"{paper.mig.score:.3f}")
+        for factor, gap in zip(scores.paper.factors, paper.mig.gaps):
+            table.add_row(f"  gap for {factor}", f"{gap:.3f}")
+        table.add_row("FactorVAE", f"{paper.factorvae.score:.3f}")
+        table.add_row("FactorVAE (revised)", f"{paper.factorvae.revised:.3f}")
         tables.append(table)
     return tables
 
@@ -250,14 +266,18 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write the results (default RUN/eval/step-NNNNNNN.json)."),
     real: int = typer.Option(10000, "--real", min=0, help="Real images for Q's label-free MI and the categorical codes (0: none)."),
     generated: int = typer.Option(2048, "--generated", min=1, help="Generated images for Q's MI bound."),
-    points: int = typer.Option(10000, "--points", min=2, help="Data with factors (shapes): images for MIG and FactorVAE's variances."),
-    votes: int = typer.Option(500, "--votes", min=2, help="Data with factors (shapes): FactorVAE training votes (half as many eval votes)."),
+    points: int = typer.Option(10000, "--points", min=2, help="Data with factors, disentanglement_lib's protocol: images for MIG and FactorVAE's variances."),
+    votes: int = typer.Option(500, "--votes", min=2, help="Data with factors, disentanglement_lib's protocol: FactorVAE training votes (half as many eval votes)."),
+    paper_groups: int = typer.Option(500, "--paper-groups", min=0, help="Data with factors, the InfoGAN-CR paper's protocol: FactorVAE groups (0: skip this protocol)."),
+    paper_group_size: int = typer.Option(100, "--paper-group-size", min=2, help="The paper's protocol: images per FactorVAE group."),
+    paper_points: int = typer.Option(73728, "--paper-points", min=2, help="The paper's protocol: images for MIG and for each code's scale."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
 ) -> None:
     """Score a run's codes: Q's MI bound per code against H(c), the categorical codes against the data's
-    labels (Hungarian accuracy, NMI, ARI) and, for data with known factors (shapes), MIG and the FactorVAE score."""
+    labels (Hungarian accuracy, NMI, ARI) and, for data with known factors (dsprites, shapes), MIG and the
+    FactorVAE score under two protocols: disentanglement_lib's and the InfoGAN-CR paper's."""
     import json
 
     from .evaluate import EvalConfig, evaluate_run, load_run
@@ -267,7 +287,8 @@ def eval_command(
         loaded = load_run(run, data, device)
         target = json_out or loaded.run.eval_file(loaded.step)
         _fresh([target], force)
-        config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed)
+        config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed, paper_groups=paper_groups,
+                            paper_group_size=paper_group_size, paper_points=paper_points)
         result = evaluate_run(loaded, config, device)
         console = Console()
         for table in _eval_tables(result):

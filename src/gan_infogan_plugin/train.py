@@ -48,8 +48,9 @@ from .runs import RunDir
 from .step import GAN, Batch, Regularizer, StepResult, train_step
 
 T = TypeVar("T")
-# trainer.eval_every: fewer samples than `gan-recipes eval`, so a periodic evaluation stays short.
-EVAL_IN_TRAINING = EvalConfig(generated=512, real=1000, points=1000, votes=100)
+# trainer.eval_every: fewer samples than `gan-recipes eval`, so a periodic evaluation stays short
+# (disentanglement_lib's protocol only; `gan-recipes eval` adds the InfoGAN-CR paper's).
+EVAL_IN_TRAINING = EvalConfig(generated=512, real=1000, points=1000, votes=100, paper_groups=0)
 
 
 @dataclass
