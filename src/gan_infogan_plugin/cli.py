@@ -1,4 +1,5 @@
-"""``gan-recipes``: list, show and run training recipes, sample trained generators, evaluate runs (typer + rich).
+"""``gan-recipes``: list, show and run training recipes, sample trained generators, evaluate runs and pick the
+best of several (typer + rich).
 
 Every command runs inside :func:`user_errors`: a :class:`UserError` (or a registry LookupError)
 prints ``error: <message>`` on one line and exits with status 2 (130 for an interrupted run);
@@ -47,6 +48,7 @@ HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
   [dim]# use a trained generator; score a run[/dim]
   gan-recipes sample runs/try1/generator.safetensors --out c1.png --traverse c1
   gan-recipes eval runs/try1 --data split=test
+  gan-recipes select runs/seed-0 runs/seed-1 runs/seed-2
 """
 
 app = typer.Typer(
@@ -297,6 +299,57 @@ def eval_command(
         with atomic_file(target) as tmp:
             tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         console.print(f"results: {target}")
+
+
+@app.command("select")
+def select_command(
+    runs: list[Path] = typer.Argument(..., help="Two or more finished run folders of one code spec and data set."),
+    groups: int = typer.Option(500, "--groups", min=1, help="FactorVAE groups each run's generator makes (the paper: 500)."),
+    group_size: int = typer.Option(100, "--group-size", min=2, help="Images per group (the paper: 100)."),
+    points: int = typer.Option(73728, "--points", min=2, help="Generated images for each code's scale (the paper: 73,728)."),
+    real: int = typer.Option(10000, "--real", min=0, help="Categorical codes: real images for MI real (0: skip)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the ranking and the matrices to this JSON file."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+) -> None:
+    """Pick the best of several runs without labels: rank them by ModelCentrality (InfoGAN-CR paper:
+    every run's Q votes on every other run's generated FactorVAE groups; the most agreed-with run wins)
+    and, for categorical codes, by MI real (Q's label-free MI on real images)."""
+    import json
+
+    from .protocols import PaperProtocol
+    from .runs import atomic_file
+    from .selection import select_runs
+
+    with user_errors():
+        if json_out is not None:
+            _fresh([json_out], force)
+        protocol = PaperProtocol(groups=groups, group_size=group_size, scale_points=points, mig_points=points)
+        selection = select_runs(runs, protocol, real, seed, device=device)
+        table = Table(title=f"ModelCentrality of {len(selection.runs)} runs")
+        table.caption = (f"each run's Q on each run's {groups} groups of {group_size} generated images (codes scaled on "
+                         f"{points}); centrality: mean agreement with the other runs")
+        for column in ("rank", "run", "step", "ModelCentrality"):
+            table.add_column(column, justify="left" if column == "run" else "right", overflow="fold")
+        names = list(selection.runs[0].real_mi or {})
+        for name in names:
+            table.add_column(f"MI real {name}", justify="right")
+        for rank, i in enumerate(selection.ranking(), 1):
+            run = selection.runs[i]
+            mark = " (pick)" if i == selection.pick else ""
+            table.add_row(str(rank), escape(run.run) + mark, str(run.step), f"{run.centrality:.3f}",
+                          *(f"{run.real_mi[name]:.3f}" for name in names))
+        console = Console()
+        console.print(table)
+        console.print(f"pick (ModelCentrality): {escape(selection.runs[selection.pick].run)}")
+        if selection.best_real_mi is not None:
+            console.print(f"highest MI real ({selection.real_images} real images): {escape(selection.runs[selection.best_real_mi].run)}")
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(json_out) as tmp:
+                tmp.write_text(json.dumps(selection.to_json(), indent=2) + "\n", encoding="utf-8")
+            console.print(f"results: {json_out}")
 
 
 def main() -> None:
