@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 
-import pytest
 import safetensors.torch
 import torch
 from conftest import run_shapes
 from lightning_fabric import Fabric
+from test_step import fabric, tiny_gan  # noqa: F401 (fabric: the module-scoped fixture)
 from torch import nn
 
 from gan_infogan_plugin import LatentCodeSpec
@@ -17,22 +17,7 @@ from gan_infogan_plugin.contrastive import ContrastiveRegularizer, ContrastiveSc
 from gan_infogan_plugin.contrastive_term import ContrastiveTerm
 from gan_infogan_plugin.step import GAN, Batch, train_step
 
-SPEC = LatentCodeSpec.parse("noise:2,cont:3")  # input_dim 5
-
-
-@pytest.fixture(scope="module")
-def fabric() -> Fabric:
-    return Fabric(accelerator="cpu", devices=1)
-
-
-def tiny_gan(fabric: Fabric) -> GAN:
-    """G: 5 inputs -> (N, 1, 2, 2) images; D: images -> (N,) logits."""
-    torch.manual_seed(0)
-    generator = nn.Sequential(nn.Linear(SPEC.input_dim, 4), nn.Tanh(), nn.Unflatten(1, (1, 2, 2)))
-    discriminator = nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Flatten(0))
-    g, opt_g = fabric.setup(generator, torch.optim.Adam(generator.parameters(), lr=0.1))
-    d, opt_d = fabric.setup(discriminator, torch.optim.Adam(discriminator.parameters(), lr=0.1))
-    return GAN(g, d, opt_g, opt_d, has_q=False)
+SPEC = LatentCodeSpec.parse("noise:2,cont:3")  # input_dim 5, as test_step's tiny G takes
 
 
 def batch(step: int) -> Batch:
