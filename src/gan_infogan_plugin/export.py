@@ -101,10 +101,11 @@ class LoadedGenerator:
 def _read_metadata(path: Path) -> dict[str, str]:
     try:
         with open(path, "rb") as f:
-            head = f.read(8)
+            head = f.read(9)
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+    # safetensors: an 8-byte header length (any first byte, 0x80 too), then the JSON header's "{"
+    if head[8:9] != b"{" and (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise UserError(f"{path}: a pickle / torch.save file, not safetensors; it is never unpickled (export with save_generator)")
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
