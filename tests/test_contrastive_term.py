@@ -101,3 +101,20 @@ def test_a_cr_run_is_checkpointed_and_resumed_exactly(tmp_path):
     again = [(s["exp_avg"], s["exp_avg_sq"]) for s in state_b["optimizer"]["state"].values()]
     assert moments and all(torch.equal(x, y) for pair in zip(moments, again) for x, y in zip(*pair))
     assert [row["cr/loss"] for row in rows(resumed)] == [row["cr/loss"] for row in logged]
+
+
+def test_a_run_from_before_the_contrastive_table_resumes_as_cr_off(tmp_path):
+    torch.set_num_threads(1)
+    run = tmp_path / "old"
+    assert run_shapes(run, 2, "trainer.sample_every=0").exit_code == 0
+    recipe = run / "recipe.toml"
+    kept, skipping = [], False
+    for line in recipe.read_text().splitlines():  # the recipe.toml as runs wrote it before [contrastive] existed
+        skipping = line.strip() == "[contrastive]" if line.startswith("[") else skipping
+        kept.append("" if skipping else line)
+    recipe.write_text("\n".join(kept) + "\n")
+    assert "contrastive" not in recipe.read_text()
+    turned_on = run_shapes(run, 3, "trainer.sample_every=0", "contrastive.weight=1", "contrastive.start=2", flags=("--resume",))
+    assert turned_on.exit_code == 2 and "other settings (contrastive.start, contrastive.weight)" in turned_on.output
+    resumed = run_shapes(run, 3, "trainer.sample_every=0", flags=("--resume",))
+    assert resumed.exit_code == 0, resumed.output
