@@ -58,3 +58,15 @@ def logged_steps(run_dir: Path) -> list[int]:
     """The step of every row of the run's metrics.csv, in order."""
     with open(run_dir / "metrics.csv", newline="") as f:
         return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+def saved_generator(path: Path, spec: str, step: int = 0, seed: int = 0) -> Path:
+    """A generator of the MNIST nets for ``spec`` saved at ``path`` (save_generator), with PyTorch's
+    default initialisation rather than N(0, 0.02): its 28x28 images differ visibly from code to code."""
+    from gan_infogan_plugin import LatentCodeSpec, registry
+    from gan_infogan_plugin.export import save_generator
+
+    codes = LatentCodeSpec.parse(spec)
+    torch.manual_seed(seed)
+    generator = registry.load("models", "mnist").generator(codes.input_dim, 1).eval()
+    return save_generator(path, generator, codes, "mnist", {"channels": 1}, step=step)

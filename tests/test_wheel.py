@@ -1,4 +1,4 @@
-"""The built wheel (not the editable install) carries the recipes: `gan-recipes list` finds them."""
+"""The built wheel (not the editable install) carries the recipes and the explore page: `gan-recipes list` finds them."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ def test_wheel_holds_every_package_and_the_recipes(wheel):
     packages = {p.parent.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src").rglob("__init__.py")}
     missing = {p for p in packages if f"{p}/__init__.py" not in names}
     assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
+    page = {f"gan_infogan_plugin/explore_static/{p.name}" for p in (ROOT / "src/gan_infogan_plugin/explore_static").iterdir()}
+    assert "gan_infogan_plugin/explore_static/index.html" in page
+    assert page <= names, f"add {page - names} to [tool.setuptools.package-data] in pyproject.toml"
 
 
 def _run(*cmd, **kwargs) -> subprocess.CompletedProcess:
@@ -56,6 +59,9 @@ def test_installed_wheel_lists_its_recipes(wheel, tmp_path):
     env = {**os.environ, "COLUMNS": "200"}
     where = _run(python, "-c", "import gan_infogan_plugin.recipe_files as r; print(r.__file__)", cwd=tmp_path, env=env).stdout
     assert str(venv) in where  # the wheel's copy, not the editable checkout
+    page = _run(python, "-c", "from gan_infogan_plugin.explore import _static_files; print(sorted(_static_files()))",
+                cwd=tmp_path, env=env).stdout
+    assert "'app.js', 'favicon.svg', 'index.html', 'style.css'" in page  # explore's page, read from the installed package
     listed = _run(venv / "bin" / "gan-recipes", "list", cwd=tmp_path, env=env)
     for name in ("infogan-shapes", "infogan-mnist", "dcgan-mnist", "infogan-svhn"):
         assert name in listed.stdout

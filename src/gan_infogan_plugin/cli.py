@@ -168,8 +168,9 @@ def _fresh(paths: list[Path], force: bool) -> None:
 @app.command()
 def sample(
     weights: Path = typer.Argument(..., help="A generator file (generator.safetensors in a run folder)."),
-    out: Path = typer.Option(..., "--out", help="The PNG to write (with --traverse all: one FILE-<code>.png per code)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The PNG to write (with --traverse all: one FILE-<code>.png per code)."),
     traverse: Optional[str] = typer.Option(None, "--traverse", help="A code to vary (rows = its values, columns = noise), or all."),
+    gif: Optional[Path] = typer.Option(None, "--gif", help="With --traverse CODE: the traversal as an animated GIF (the code sweeps, columns = noise)."),
     fix: Optional[str] = typer.Option(None, "--fix", help="Codes held at a value in plain samples: c1=3,c2=0.5."),
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Images (default 64), or noise columns of a traversal (default 8)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise and of the codes not given."),
@@ -181,6 +182,10 @@ def sample(
     from .images import save_grid
 
     with user_errors():
+        if gif is not None:
+            return _sample_gif(weights, gif, out, traverse, n, seed, device, force)
+        if out is None:
+            raise UserError("give --out FILE.png (or --gif FILE.gif with --traverse CODE)")
         if out.suffix.lower() != ".png":
             raise UserError(f"--out {out}: expected a .png file name")
         if traverse is not None and fix is not None:
@@ -350,6 +355,57 @@ def select_command(
             with atomic_file(json_out) as tmp:
                 tmp.write_text(json.dumps(selection.to_json(), indent=2) + "\n", encoding="utf-8")
             console.print(f"results: {json_out}")
+
+
+def _sample_gif(weights: Path, gif: Path, out: Optional[Path], traverse: Optional[str], n: Optional[int],
+                seed: int, device: str, force: bool) -> None:
+    """``sample --traverse CODE --gif FILE.gif``: one row of ``n`` images (default 8) while CODE sweeps its values."""
+    from .export import load_generator
+    from .images import traversal_gif
+    from .runs import atomic_file
+
+    if gif.suffix.lower() != ".gif":
+        raise UserError(f"--gif {gif}: expected a .gif file name")
+    if out is not None or traverse in (None, "all"):
+        raise UserError("--gif takes --traverse CODE (one code) and no --out")
+    loaded = load_generator(weights, device=device)
+    if traverse not in loaded.spec.names:
+        raise UserError(f"--traverse {traverse}: {weights} has codes {', '.join(loaded.spec.names) or 'none'}")
+    _fresh([gif], force)
+    gif.parent.mkdir(parents=True, exist_ok=True)
+    animation = traversal_gif(loaded.generator, loaded.spec, traverse, n or 8, seed)
+    with atomic_file(gif) as tmp:
+        tmp.write_bytes(animation)
+    typer.echo(gif)
+
+
+@app.command()
+def explore(
+    runs: list[Path] = typer.Argument(..., help="Run folders or generator.safetensors files (several: a selector switches)."),
+    port: int = typer.Option(0, "--port", min=0, max=65535, help="The port (default: a free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="The address to listen on (default: this machine only)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+) -> None:
+    """Turn the codes in the browser: a local page with a slider per continuous code, a button per class of
+    each categorical code, the noise seed, and each code's traversal. Ctrl-C stops it."""
+    from .explore import serve
+
+    with user_errors():
+        serve(runs, host, port, device)
+
+
+@app.command()
+def plot(
+    runs: list[Path] = typer.Argument(..., help="Run folders (several are overlaid: the seeds of a sweep)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The PNG (default RUN/metrics.png; several runs: metrics.png in their common folder)."),
+) -> None:
+    """Plot metrics.csv: the two losses, the MI bound per code against H(c), and the eval scores over steps.
+
+    Needs matplotlib (the package's plot extra, or pip install matplotlib). The PNG is replaced if it exists."""
+    from .plots import plot_runs
+
+    with user_errors():
+        typer.echo(plot_runs(runs, out))
 
 
 def main() -> None:

@@ -325,6 +325,14 @@ class LatentCodeSpec:
                 cont[:, self.continuous.index(code)] = float(value)
         return LatentBatch(self, noise, cat, cont)
 
+    def traverse_values(self, name: str, steps: int = 9) -> list[float]:
+        """The values a traversal gives code ``name``: every class of a categorical code, or ``steps``
+        evenly spaced values in [-2, 2] for a continuous one."""
+        code = self.code(name)
+        if isinstance(code, CategoricalCode):
+            return list(range(code.num_classes))
+        return torch.linspace(-2.0, 2.0, steps).tolist()
+
     def traverse(
         self,
         name: str,
@@ -340,13 +348,7 @@ class LatentCodeSpec:
         continuous ones take 9 evenly spaced values in [-2, 2] unless ``values`` is given.
         """
         code = self.code(name)
-        if values is None:
-            values = (
-                list(range(code.num_classes))
-                if isinstance(code, CategoricalCode)
-                else torch.linspace(-2.0, 2.0, 9).tolist()
-            )
-        values = list(values)
+        values = self.traverse_values(name) if values is None else list(values)
         base = self.sample(n_noise, device=device, generator=generator)
         rows = len(values)
         noise = base.noise.repeat(rows, 1)

@@ -8,6 +8,7 @@ A run folder (``runs/<recipe>/<YYYYmmdd-HHMMSS>`` or ``--out``)::
     checkpoints/last.ckpt    G, D+Q, both optimizers, the regularizers' own state, step, every rank's RNG
                              state: a torch.save of state dicts, read back with weights_only=True
     generator.safetensors    the generator and its metadata (export.load_generator)
+    metrics.png              ``gan-recipes plot``: the losses, MI per code and eval scores (plots.plot_runs)
     eval/step-NNNNNNN.json   ``gan-recipes eval`` results
 
 Every file is written through :func:`atomic_file` (a temporary file, synced, renamed over the old
@@ -152,6 +153,15 @@ class RunDir:
     def generator_file(self) -> Path:
         return self.path / "generator.safetensors"
 
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def plot_file(self) -> Path:
+        """metrics.png, drawn from metrics.csv by :mod:`.plots`."""
+        return self.path / "metrics.png"
+
     def sample_file(self, step: int, name: str) -> Path:
         """The grid of one code (or ``samples``) at ``step``."""
         return self.path / "samples" / f"step-{step:07d}-{name}.png"
@@ -235,7 +245,7 @@ class RunDir:
         """
         from lightning_fabric.loggers import CSVLogger, TensorBoardLogger
 
-        metrics = self.path / "metrics.csv"
+        metrics = self.metrics_file
         fields, kept = _complete_rows(metrics, start)
         csv_logger = CSVLogger(self.path, name="", version="")
         with atomic_file(metrics) if kept else nullcontext(None) as tmp:

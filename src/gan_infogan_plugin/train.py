@@ -43,6 +43,7 @@ from .export import save_generator
 from .images import save_grid, traversal_grid
 from .modes import evaluating
 from .networks import Networks, build_networks, build_regularizers, load_data
+from .plots import plot_after_run
 from .recipes import Recipe
 from .runs import RunDir
 from .step import GAN, Batch, Regularizer, StepResult, train_step
@@ -263,7 +264,7 @@ class _Loop:
         self.last_saved = step
 
     def finish(self, end: int) -> TrainedRun:
-        """The last grid and checkpoint, then (rank 0) ``generator.safetensors``."""
+        """The last grid and checkpoint, then (rank 0) ``generator.safetensors`` and ``metrics.png``."""
         fabric, discriminator = self.fabric, self.gan.discriminator.module
         if fabric.world_size > 1:  # DDP sends rank 0's buffers (BatchNorm statistics) before each forward; once more at the end
             for buffer in (*self.generator.buffers(), *discriminator.buffers()):
@@ -276,6 +277,7 @@ class _Loop:
                                      {"channels": self.nets.channels, **recipe.model.kwargs}, recipe.to_toml(), end)
             for logger in self.loggers:
                 logger.finalize("success")
+            self.say(plot_after_run(self.run.path))  # metrics.png, or how to get it (matplotlib is optional)
             self.say(f"done: {end} steps; generator: {weights}")
         fabric.barrier()
         return TrainedRun(self.run.path, end, self.generator, discriminator)
