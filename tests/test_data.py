@@ -3,7 +3,9 @@ written in the data set's real format (MNIST idx .gz, SVHN .mat, image folders).
 
 from __future__ import annotations
 
+import csv
 import gzip
+import json
 import math
 from pathlib import Path
 
@@ -142,6 +144,26 @@ def test_mnist_test_split_and_limit(tmp_path):
     mnist_like(tmp_path / "data", "MNIST", n=12, prefix="t10k")  # only the test split, as in shared/data/mnist
     result = run("infogan-mnist", tmp_path, f'data.root="{tmp_path / "data"}"', 'data.split="test"', "data.limit=6", steps=1)
     assert_trained(result, tmp_path, 1)
+
+
+def test_evaluation_samples_a_label_sorted_set_at_random(tmp_path):
+    # 40 digits stored in label order (four of each), as many data sets are: scores on the first N would see 0s and 1s only.
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "train-images-idx3-ubyte.gz", np.random.default_rng(0).integers(0, 256, (40, 28, 28), dtype=np.uint8))
+    write_idx(raw / "train-labels-idx1-ubyte.gz", np.repeat(np.arange(10), 4))
+    result = run("infogan-mnist", tmp_path, f'data.root="{tmp_path / "data"}"', "trainer.eval_every=2")
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        scored = [row["eval/real_images"] for row in csv.DictReader(f) if row.get("eval/real_images")]
+    assert scored == ["40.0"]  # in training: 1,000 asked, all 40 scored, and the count is logged
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "run"), "--real", "8", "--generated", "8", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "real images: 8 of mnist, drawn at random (seed 0) from 40" in " ".join(result.output.split())
+    scores = json.loads(out.read_text())
+    assert scores["real_images"] == {"data": "mnist", "scored": 8, "of": 40, "seed": 0}
+    assert scores["categorical"]["images"] == 8
 
 
 def test_svhn_recipe_trains_on_a_mat_file(tmp_path):

@@ -10,7 +10,9 @@ from torch import nn
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, QOutput, registry
 from gan_infogan_plugin.data import shapes
 from gan_infogan_plugin.data.base import ImageData
-from gan_infogan_plugin.evaluate import EvalConfig, categorical_scores, disentanglement_scores, evaluate_networks, mi_on_generated
+from gan_infogan_plugin.evaluate import (
+    EvalConfig, RealImages, categorical_scores, disentanglement_scores, evaluate_networks, mi_on_generated, real_subset,
+)
 from gan_infogan_plugin.metrics import ari, factorvae_score, hungarian_accuracy, mig, nmi, real_code_mi
 
 SIZES = (3, 5, 8)
@@ -183,6 +185,37 @@ def test_evaluate_networks_gives_the_label_free_mi_with_or_without_labels():
     flat = again.flat()
     assert flat["eval/accuracy/c1"] == again.categorical.codes["c1"].accuracy and flat["eval/real_mi/c1"] == again.real_mi["c1"]
     assert again.to_json()["categorical"]["codes"]["c1"]["accuracy"] == flat["eval/accuracy/c1"]
+
+
+class SaysZero(nn.Module):
+    """G draws blank 4x4 images; "Q" reads code value 0 of its one categorical code (4 values) in every image."""
+
+    def forward(self, x: torch.Tensor):
+        if x.dim() == 2:  # G: codes (N, input_dim) -> images (N, 1, 4, 4)
+            return x.new_zeros(len(x), 1, 4, 4)
+        sure = torch.full((len(x), 4), -10.0)
+        sure[:, 0] = 10.0
+        return x.new_zeros(len(x), 1), QOutput((sure,), x.new_zeros(len(x), 0), None)
+
+
+def test_real_images_are_a_seeded_random_subset_of_a_label_sorted_set():
+    spec = LatentCodeSpec.parse("noise:2,cat:4")
+    labels = torch.arange(4).repeat_interleave(100)  # stored in label order: 100 zeros, then 100 ones, ...
+    data = ImageData("sorted", images=torch.zeros(400, 1, 4, 4, dtype=torch.uint8), labels=labels)
+    config = EvalConfig(generated=8, real=40, batch_size=16)
+    result = evaluate_networks(SaysZero(), SaysZero(), spec, data, config=config)
+    # A code that always says 0 matches the most frequent class: the first 40 images (all zeros) would give
+    # accuracy 1; 40 drawn at random from four equal classes give about 1/4 (at most 0.6 by far).
+    assert result.categorical.images == 40 and result.categorical.codes["c1"].accuracy < 0.6
+    assert result.real_images == RealImages("sorted", 40, 400, 0)
+    assert result.to_json()["real_images"] == {"data": "sorted", "scored": 40, "of": 400, "seed": 0}
+    assert result.flat()["eval/real_images"] == 40
+    index = real_subset(400, 40, seed=0)
+    assert torch.equal(index, real_subset(400, 40, seed=0)) and not torch.equal(index, real_subset(400, 40, seed=1))
+    assert len(set(index.tolist())) == 40 and set(labels[index].tolist()) == {0, 1, 2, 3}
+    assert torch.equal(real_subset(30, 40, seed=0), torch.arange(30))  # fewer images than asked: all of them
+    everything = evaluate_networks(SaysZero(), SaysZero(), spec, data, config=EvalConfig(generated=8, real=1000))
+    assert everything.real_images.scored == 400 and everything.categorical.codes["c1"].accuracy == 0.25
 
 
 # ----------------------------------------------------------------- shapes

@@ -45,8 +45,11 @@ def test_round_trip_reproduces_images_and_keeps_buffers(trained_like, tmp_path):
     assert images.shape == (5, 1, 28, 28) and torch.equal(images, expected)
     fixed = loaded.generate(4, fixed={"c1": 2}, seed=1)
     assert fixed.shape == (4, 1, 28, 28)
-    grid = loaded.traverse("c1", n_noise=2)
-    assert grid.shape == (3 * 2, 1, 28, 28)
+    traversal = loaded.traverse("c1", n_noise=2, seed=4)  # a batch, row-major: image 2 * value + noise draw
+    assert traversal.shape == (3 * 2, 1, 28, 28)
+    batch, values = SPEC.traverse("c1", n_noise=2, generator=torch.Generator().manual_seed(4))
+    assert values == [0, 1, 2] and batch.cat[0].tolist() == [0, 0, 1, 1, 2, 2]
+    assert torch.equal(traversal, trained_like(batch.flat))
 
 
 def test_load_in_another_dtype(trained_like, tmp_path):

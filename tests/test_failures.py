@@ -119,7 +119,8 @@ def test_devices_beyond_the_machine_are_refused(tmp_path):
         (["infogan-shapes", "--set", "codes=noise:x"], ["--set codes=noise:x: codes: bad code spec part 'noise:x'"]),
         (["infogan-shapes", "--set", "model.name=mnsit"], ["unknown model 'mnsit': did you mean mnist?"]),
         (["infogan-shapes", "--set", "data.name=shape"], ["unknown data set 'shape': did you mean shapes?"]),
-        (["infogan-shapes", "--max-steps", "-1"], ["--max-steps -1: trainer.max_steps: expected a number >= 0, got -1"]),
+        (["infogan-shapes", "--max-steps", "-1"], ["--max-steps -1: trainer.max_steps: expected a number >= 1, got -1"]),
+        (["infogan-shapes", "--max-steps", "0"], ["--max-steps 0: trainer.max_steps: expected a number >= 1, got 0"]),
         (["infogan-shapes", "--set", "trainer.devices=2", "--devices", "0"], ["--devices 0: trainer.devices: expected a number >= 1"]),
     ],
 )
@@ -137,6 +138,7 @@ def test_a_failed_download_gives_one_line(tmp_path, monkeypatch):
     import torchvision
 
     def offline(self):
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)  # as torchvision's download does first
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://mirror/, got:\n<urlopen error>\n")
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
@@ -146,6 +148,11 @@ def test_a_failed_download_gives_one_line(tmp_path, monkeypatch):
                       "the download failed (RuntimeError: Error downloading train-images-idx3-ubyte.gz: Tried https://mirror/, got: <urlopen error>)",
                       "set data.root")
     assert not (tmp_path / "run").exists()  # nothing written: the same command works once the files are there
+    assert not root.exists()  # the download's empty data/MNIST/raw/ is removed again
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    assert_user_error(gan_recipes("run", "infogan-mnist", "--set", f'data.root="{root}"', "--out", tmp_path / "run"), "download failed")
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]  # a folder that was there is kept
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

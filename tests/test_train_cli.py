@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from conftest import TINY, logged_steps, run_shapes as run_tiny, sets, tiny_run
+from conftest import TINY, gan_recipes, logged_steps, run_shapes as run_tiny, sets, tiny_run
 from PIL import Image
 
 from gan_infogan_plugin.export import load_generator
@@ -41,7 +42,7 @@ def shapes_run(tmp_path_factory) -> Path:
 
 
 def test_run_folder_holds_metrics_grids_checkpoint_and_generator(shapes_run):
-    assert {p.name for p in shapes_run.iterdir()} == {
+    assert {p.name for p in shapes_run.iterdir()} - {"metrics.png"} == {  # metrics.png: when matplotlib is installed
         "recipe.toml", "metrics.csv", "samples", "checkpoints", "generator.safetensors"
     }
     assert logged_steps(shapes_run) == [2, 4]
@@ -55,6 +56,30 @@ def test_run_folder_holds_metrics_grids_checkpoint_and_generator(shapes_run):
                 assert png.size == (4 * 30 + 2, rows * 30 + 2)  # 28 px images, 2 px gaps
     assert (shapes_run / "checkpoints" / "last.ckpt").is_file()
     assert 'codes = "noise:32,cat:3,cont:4"' in (shapes_run / "recipe.toml").read_text()
+
+
+def test_off_a_terminal_each_log_is_a_plain_line_and_a_metrics_row(tmp_path, monkeypatch):
+    import gan_infogan_plugin.train as train_module
+
+    rows_seen = {}
+
+    def step_and_look(fabric, gan, batch, *args):  # metrics.csv as the loop left it before this step
+        metrics = tmp_path / "run" / "metrics.csv"
+        rows_seen[batch.step] = logged_steps(tmp_path / "run") if metrics.exists() else []
+        return real_step(fabric, gan, batch, *args)
+
+    real_step = train_module.train_step
+    monkeypatch.setattr(train_module, "train_step", step_and_look)
+    options = sets("trainer.log_every=2", "trainer.sample_every=0", "trainer.checkpoint_every=0", "trainer.sample_noise=1")
+    result = gan_recipes("run", "infogan-shapes", "--max-steps", 5, "--out", tmp_path / "run", *options)  # progress on
+    assert result.exit_code == 0, result.output
+    assert rows_seen[2] == [2] and rows_seen[4] == [2, 4]  # written as logged, long before the checkpoint at step 5
+    assert logged_steps(tmp_path / "run") == [2, 4, 5]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/5", "4/5", "5/5"]
+    for line in lines:  # every figure on one line, never cut at 80 columns
+        assert len(line) > 80 and all(f in line for f in ("it/s", "img/s", " D ", " G ", "elapsed", "ETA"))
+        assert re.search("MI " + " ".join(rf"{code} -?\d+\.\d\d" for code in CODES) + "  elapsed", line), line
 
 
 def test_generator_file_reproduces_the_trained_generator(shapes_run, tmp_path):
@@ -109,9 +134,9 @@ def test_a_folder_holding_a_run_is_never_overwritten(shapes_run, tmp_path):
     assert (shapes_run / "generator.safetensors").read_bytes() == before
     copy = tmp_path / "copy"
     shutil.copytree(shapes_run, copy)
-    assert run_shapes(copy, 0, flags=("--force",)).exit_code == 0
-    assert load_generator(copy / "generator.safetensors").step == 0
-    assert sorted(p.name for p in (copy / "samples").iterdir()) == [f"step-0000000-{c}.png" for c in CODES]
+    assert run_shapes(copy, 1, flags=("--force",)).exit_code == 0
+    assert load_generator(copy / "generator.safetensors").step == 1
+    assert sorted(p.name for p in (copy / "samples").iterdir()) == [f"step-0000001-{c}.png" for c in CODES]
 
 
 def test_resume_refuses_other_settings(shapes_run, tmp_path):
@@ -190,6 +215,9 @@ def test_two_ddp_processes_hold_identical_weights(tmp_path):
     assert rank0.keys() == rank1.keys() and len(rank0) > 20
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
     assert logged_steps(out) == [2, 3]
+    assert "deprecated" not in done.stderr, done.stderr[-3000:]  # Fabric's all_gather warned once per rank and checkpoint
+    rng = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["rng"]  # every rank's RNG state, gathered
+    assert rng.shape[0] == 2 and not torch.equal(rng[0], rng[1])
 
 
 def test_a_half_written_checkpoint_from_a_kill_is_ignored(shapes_run, tmp_path):

@@ -21,7 +21,6 @@ from rich.table import Table
 
 from . import registry
 from .errors import UserError
-from .recipes import available_recipes, load_recipe
 
 if TYPE_CHECKING:
     from .evaluate import RunEvaluation
@@ -61,10 +60,12 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)  # ":x:" in a message stays text
 _options = {"debug": False}
+# A flag takes no value; without an empty metavar typer's help shows it as "--force <bool>".
+FLAG = ""
 
 
 @app.callback()
-def _global(debug: bool = typer.Option(False, "--debug", help="Show the full traceback of errors.")) -> None:
+def _global(debug: bool = typer.Option(False, "--debug", metavar=FLAG, help="Show the full traceback of errors.")) -> None:
     _options["debug"] = debug
 
 
@@ -87,6 +88,8 @@ SET_HELP = "Override a recipe key: --set optim.g.lr=5e-4 (a TOML value; repeat f
 @app.command("list")
 def list_command() -> None:
     """List the recipes and the registered models, data sets and components, with the package providing each."""
+    from .recipes import available_recipes  # here, not at the top: --help and list load no torch
+
     with user_errors():
         table = Table(title="gan-recipes registry")
         for column in ("name", "kind", "distribution", "description"):
@@ -106,9 +109,11 @@ def list_command() -> None:
 @app.command()
 def show(
     recipe: str = typer.Argument(..., help="A registered recipe name or a path to a .toml file."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Print the fully resolved recipe (defaults filled in, --set applied) as TOML."""
+    from .recipes import load_recipe
+
     with user_errors():
         typer.echo(load_recipe(recipe, set_).to_toml(), nl=False)
 
@@ -116,10 +121,10 @@ def show(
 @app.command()
 def run(
     recipe: str = typer.Argument(..., help="A registered recipe name or a path to a .toml file."),
-    set_: list[str] = typer.Option([], "--set", help=SET_HELP),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<recipe>/<YYYYmmdd-HHMMSS>)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (default: this recipe's newest run)."),
-    force: bool = typer.Option(False, "--force", help="Replace the run already in --out."),
+    resume: bool = typer.Option(False, "--resume", metavar=FLAG, help="Continue the run in --out (default: this recipe's newest run)."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Replace the run already in --out."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Sets trainer.max_steps."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Sets trainer.seed."),
     accelerator: Optional[str] = typer.Option(None, "--accelerator", help="cpu, gpu, mps or auto (trainer.accelerator)."),
@@ -127,13 +132,14 @@ def run(
     strategy: Optional[str] = typer.Option(None, "--strategy", help="auto, ddp, ... (trainer.strategy)."),
     num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="Machines (trainer.num_nodes)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="32-true, bf16-mixed, 16-mixed (trainer.precision)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", metavar=FLAG, help="Show progress: a bar on a terminal, else a line every trainer.log_every steps."),
 ) -> None:
     """Train a recipe: metrics, sample grids, checkpoints and the generator go to the run folder.
 
     Ctrl-C or SIGTERM saves a checkpoint and exits; --resume continues from it.
     """
-    from .train import train  # Lightning Fabric loads only for the command that trains (torch comes with the package)
+    from .recipes import load_recipe
+    from .train import train  # torch and Lightning Fabric load only for the commands that use them
 
     with user_errors():
         options = {"max_steps": max_steps, "seed": seed, "accelerator": accelerator, "devices": devices,
@@ -175,7 +181,7 @@ def sample(
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Images (default 64), or noise columns of a traversal (default 8)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the noise and of the codes not given."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing PNG files."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite existing PNG files."),
 ) -> None:
     """Draw images from a trained generator: plain samples, or Figure 2 style traversals of its codes."""
     from .export import load_generator
@@ -232,8 +238,10 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
             mappings.append(f"{name}: " + " ".join(f"{k}->{v}" for k, v in sorted(score.mapping.items())))
             row += [f"{score.accuracy:.3f}", f"{score.nmi:.3f}", f"{score.ari:.3f}"]
         codes.add_row(*row)
-    if scores.categorical:
-        codes.caption = "\n".join([f"real images: {scores.categorical.images} from {scores.categorical.data}; "
+    if scores.real_images:
+        sample = scores.real_images
+        drawn = "all" if sample.scored == sample.of else f"drawn at random (seed {sample.seed}) from {sample.of}"
+        codes.caption = "\n".join([f"real images: {sample.scored} of {sample.data}, {drawn}; "
                                     "MI in nats; code value -> class", *mappings])
     tables = [codes]
     if scores.disentanglement:
@@ -269,7 +277,7 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
 @app.command("eval")
 def eval_command(
     run: Path = typer.Argument(..., help="A run folder, or a checkpoint file inside one."),
-    data: list[str] = typer.Option([], "--data", help="Set a key of the run's [data] table: --data split=test (repeatable)."),
+    data: list[str] = typer.Option([], "--data", metavar="KEY=VALUE", help="Set a key of the run's \\[data] table: --data split=test (repeatable)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write the results (default RUN/eval/step-NNNNNNN.json)."),
     real: int = typer.Option(10000, "--real", min=0, help="Real images for Q's label-free MI and the categorical codes (0: none)."),
     generated: int = typer.Option(2048, "--generated", min=1, help="Generated images for Q's MI bound."),
@@ -280,7 +288,7 @@ def eval_command(
     paper_points: int = typer.Option(73728, "--paper-points", min=2, help="The paper's protocol: images for MIG and for each code's scale."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing JSON file."),
 ) -> None:
     """Score a run's codes: Q's MI bound per code against H(c), the categorical codes against the data's
     labels (Hungarian accuracy, NMI, ARI) and, for data with known factors (dsprites, shapes), MIG and the

@@ -17,7 +17,6 @@ quantities are in nats.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -281,7 +280,7 @@ class EvalConfig:
     the InfoGAN-CR paper 500 groups of 100 and 73,728 points)."""
 
     generated: int = 2048  # generated images for Q's MI bound
-    real: int = 10000  # real images for Q's label-free MI and the categorical codes (0: none)
+    real: int = 10000  # real images for Q's label-free MI and the categorical codes (0: none), drawn at random with seed
     points: int = 10000  # images for MIG and for FactorVAE's global variances
     votes: int = 500  # FactorVAE training votes; half as many eval votes
     vote_batch: int = 64  # images per FactorVAE vote
@@ -293,17 +292,30 @@ class EvalConfig:
 
 
 @dataclass
+class RealImages:
+    """Which real images were scored: ``scored`` of the ``of`` images of data set ``data``, drawn at
+    random with ``seed`` (all of them when ``scored == of``)."""
+
+    data: str
+    scored: int
+    of: int
+    seed: int
+
+
+@dataclass
 class Evaluation:
     """Every measurement :func:`evaluate_networks` made; None where it did not apply.
 
     mi: :func:`mi_on_generated` per code; real_mi: :func:`~.metrics.real_code_mi` per categorical
     code on real images; categorical: those codes against the real images' labels; disentanglement:
     MIG and FactorVAE against the data set's factors, disentanglement_lib's protocol; paper: the same
-    under the InfoGAN-CR paper's protocol; settings: the sample counts used.
+    under the InfoGAN-CR paper's protocol; settings: the sample counts used; real_images: how many
+    real images real_mi and categorical scored.
     """
 
     mi: dict[str, CodeMI]
     settings: EvalConfig
+    real_images: RealImages | None = None
     real_mi: dict[str, float] | None = None
     categorical: LabelScores | None = None
     disentanglement: DisentanglementScores | None = None
@@ -311,6 +323,8 @@ class Evaluation:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mi": {code: score.to_json() for code, score in self.mi.items()}}
+        if self.real_images is not None:
+            out["real_images"] = asdict(self.real_images)
         if self.real_mi is not None:
             out["real_mi"] = dict(self.real_mi)
         if self.categorical is not None:
@@ -325,8 +339,11 @@ class Evaluation:
     def flat(self, prefix: str = "eval/") -> dict[str, float]:
         """The scalar numbers, for a metrics logger: ``eval/mi/<code>``, ``eval/real_mi/<code>``,
         ``eval/accuracy/<code>``, ``eval/nmi/<code>``, ``eval/ari/<code>``, ``eval/mig``, ``eval/factorvae``
-        (disentanglement_lib's), ``eval/paper/mig``, ``eval/paper/factorvae`` (the InfoGAN-CR paper's)."""
+        (disentanglement_lib's), ``eval/paper/mig``, ``eval/paper/factorvae`` (the InfoGAN-CR paper's),
+        and ``eval/real_images`` (how many real images those scores saw)."""
         flat = {f"{prefix}mi/{code}": score.mi for code, score in self.mi.items()}
+        if self.real_images is not None:
+            flat[f"{prefix}real_images"] = float(self.real_images.scored)
         flat.update({f"{prefix}real_mi/{code}": v for code, v in (self.real_mi or {}).items()})
         for code, score in (self.categorical.codes if self.categorical else {}).items():
             flat.update({f"{prefix}accuracy/{code}": score.accuracy, f"{prefix}nmi/{code}": score.nmi, f"{prefix}ari/{code}": score.ari})
@@ -337,13 +354,21 @@ class Evaluation:
         return flat
 
 
-def _real_images(data: ImageData, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The first n images (float in [-1, 1]) of a data set and their labels (None without labels)."""
-    n = min(n, len(data))
-    labels = None if data.labels is None else data.labels[:n]
+def real_subset(size: int, n: int, seed: int) -> torch.Tensor:
+    """(min(n, size),) sorted indices of ``n`` items drawn at random without replacement from ``size``
+    (all of them when ``n >= size``); the same for the same seed, so every evaluation of a run scores
+    the same images, and a data set stored in label order is sampled across its labels."""
+    if n >= size:
+        return torch.arange(size)
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def _real_images(data: ImageData, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The images at ``index`` (float in [-1, 1]) of a data set and their labels (None without labels)."""
+    labels = None if data.labels is None else data.labels[index]
     if data.images is not None:
-        return to_unit_range(data.images[:n]), labels
-    return torch.stack([data.dataset[i][0] for i in range(n)]), labels
+        return to_unit_range(data.images[index]), labels
+    return torch.stack([data.dataset[i][0] for i in index.tolist()]), labels
 
 
 def evaluate_networks(
@@ -355,10 +380,11 @@ def evaluate_networks(
     device=None,
 ) -> Evaluation:
     """Every measurement that applies: the MI bound always; with ``data`` and categorical codes, the
-    label-free MI on ``config.real`` real images, and the label scores when ``data`` has labels; when
-    ``data`` has factors and the spec two codes or more, MIG and FactorVAE under both protocols
-    (disentanglement_lib's, then the InfoGAN-CR paper's unless ``config.paper_groups = 0``). Both
-    networks run in eval mode and are left in the mode they were in.
+    label-free MI on ``config.real`` real images (drawn at random with ``config.seed``: see
+    :func:`real_subset`), and the label scores when ``data`` has labels; when ``data`` has factors and
+    the spec two codes or more, MIG and FactorVAE under both protocols (disentanglement_lib's, then the
+    InfoGAN-CR paper's unless ``config.paper_groups = 0``). Both networks run in eval mode and are left
+    in the mode they were in.
     """
     rng = torch.Generator().manual_seed(config.seed)
     result = Evaluation(mi_on_generated(generator, discriminator_with_q, spec, config.generated, config.batch_size, rng=rng), config)
@@ -368,7 +394,8 @@ def evaluate_networks(
 
     with evaluating(generator, discriminator_with_q):
         if data is not None and spec.categorical and config.real > 0:
-            images, labels = _real_images(data, config.real)
+            images, labels = _real_images(data, real_subset(len(data), config.real, config.seed))
+            result.real_images = RealImages(data.name, len(images), len(data), config.seed)
             cat_logits = _q_outputs(q_predict, images, config.batch_size, device).cat_logits
             result.real_mi = {code.name: real_code_mi(logits) for code, logits in zip(spec.categorical, cat_logits)}
             if labels is not None:
@@ -428,11 +455,9 @@ class RunEvaluation:
 
 
 def evaluate_run(loaded: LoadedRun, config: EvalConfig = EvalConfig(), device: torch.device | str = "cpu") -> RunEvaluation:
-    """:func:`evaluate_networks` for a loaded run, on its recipe's data set (its first ``config.real``
-    images; the data set is read even with ``config.real = 0``, for its factors)."""
-    cfg = loaded.recipe.data
-    n = max(config.real, 1)
-    data = load_data(dataclasses.replace(cfg, limit=min(cfg.limit or n, n)), loaded.networks)
+    """:func:`evaluate_networks` for a loaded run, on its recipe's data set (``config.real`` of its
+    images drawn at random; the data set is read even with ``config.real = 0``, for its factors)."""
+    data = load_data(loaded.recipe.data, loaded.networks)
     nets = loaded.networks
     scores = evaluate_networks(nets.generator, nets.discriminator, loaded.recipe.codes, data, config, device)
     return RunEvaluation(loaded.run.path, loaded.run.checkpoint, loaded.step, scores)

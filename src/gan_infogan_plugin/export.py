@@ -94,7 +94,9 @@ class LoadedGenerator:
         return self.generator(codes.flat.to(next(self.generator.parameters()).dtype))
 
     def traverse(self, code: str, n_noise: int = 8, seed: int = 0) -> torch.Tensor:
-        """A traversal of ``code``: (values * n_noise, C, H, W), rows = code values (see images.traversal_grid)."""
+        """A traversal of ``code`` as a batch of images, not one grid image: (values * n_noise, C, H, W),
+        row-major (image ``i * n_noise + j``: value i, noise draw j), as :func:`.images.traversal_grid`
+        gives it; ``images.save_grid(images, path, nrow=n_noise)`` lays it out as the Figure 2 grid."""
         return traversal_grid(self.generator, self.spec, code, n_noise, seed, self.device)
 
 

@@ -45,7 +45,8 @@ def traversal_grid(
     device: torch.device | str | None = None,
     values: Iterable[float] | None = None,
 ) -> torch.Tensor:
-    """G's images as one code varies: (len(values) * n_noise, C, H, W), rows = code values, columns = noise.
+    """G's images as one code varies: a batch (len(values) * n_noise, C, H, W), row-major (rows = code
+    values, columns = noise), to lay out as one grid image with ``save_grid(images, path, nrow=n_noise)``.
 
     Categorical codes take every class, continuous ones 9 values in [-2, 2] unless ``values`` is
     given (see :meth:`LatentCodeSpec.traverse`); the noise and the other codes are drawn from ``seed``

@@ -40,13 +40,15 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import tomli_w
 
 from . import registry
-from .codes import LatentCodeSpec
 from .errors import UserError, did_you_mean
+
+if TYPE_CHECKING:  # codes imports torch: only parsing a recipe needs it, not `gan-recipes list` or --help
+    from .codes import LatentCodeSpec
 
 
 def _at_least(low: float, default: Any = dataclasses.MISSING, exclusive: bool = False, **kwargs) -> Any:
@@ -147,7 +149,7 @@ class TrainerConfig:
     (one is still written at the end)."""
 
     batch_size: int = _at_least(1, 64)
-    max_steps: int = _at_least(0, 10_000)
+    max_steps: int = _at_least(1, 10_000)
     seed: int = 0
     log_every: int = _at_least(1, 50)
     sample_every: int = _at_least(0, 1000)
@@ -285,6 +287,8 @@ def _build(ctx: _Context, path: str, cls: type, raw: dict) -> Any:
 
 
 def _codes(ctx: _Context, value: Any) -> LatentCodeSpec:
+    from .codes import LatentCodeSpec
+
     try:
         if isinstance(value, str):
             return LatentCodeSpec.parse(value)

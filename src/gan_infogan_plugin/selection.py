@@ -11,7 +11,6 @@ score that ranks MNIST runs as their digit accuracy does (benchmarks/MNIST_SWEEP
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from .errors import UserError
-from .evaluate import LoadedRun, _q_outputs, _real_images, load_run, q_codes
+from .evaluate import LoadedRun, _q_outputs, _real_images, load_run, q_codes, real_subset
 from .metrics import real_code_mi
 from .modes import evaluating
 from .networks import load_data
@@ -115,12 +114,13 @@ def _read(loaded: LoadedRun, batch_size: int, device) -> Any:
     return read
 
 
-def _real_mi(loaded: Sequence[LoadedRun], n: int, batch_size: int, device) -> tuple[list[dict[str, float]], int]:
-    """Each run's MI real per categorical code on the first ``n`` images of the (common) data set, and
-    how many images that was."""
+def _real_mi(loaded: Sequence[LoadedRun], n: int, seed: int, batch_size: int, device) -> tuple[list[dict[str, float]], int]:
+    """Each run's MI real per categorical code on ``n`` images of the (common) data set drawn at random
+    with ``seed`` (:func:`~.evaluate.real_subset`, as ``gan-recipes eval`` draws them), and how many
+    images that was."""
     recipe = loaded[0].recipe
-    data = load_data(dataclasses.replace(recipe.data, limit=min(recipe.data.limit or n, n)), loaded[0].networks)
-    images, _ = _real_images(data, n)
+    data = load_data(recipe.data, loaded[0].networks)
+    images, _ = _real_images(data, real_subset(len(data), n, seed))
     out = []
     for run in loaded:
         discriminator = run.networks.discriminator
@@ -157,7 +157,7 @@ def select_runs(
         protocol,
         seed,
     )
-    real_mi, real_images = _real_mi(loaded, real, batch_size, device) if spec.categorical and real > 0 else (None, 0)
+    real_mi, real_images = _real_mi(loaded, real, seed, batch_size, device) if spec.categorical and real > 0 else (None, 0)
     scores = [
         RunScore(str(run.run.path), run.step, centrality.centrality[i], real_mi[i] if real_mi else None)
         for i, run in enumerate(loaded)

@@ -9,7 +9,8 @@
 2. The loop: each step draws its batch, codes and shifts from generators seeded by (seed, rank,
    step), so each rank has its own stream and a resumed run draws exactly what an uninterrupted one
    would, and runs :func:`~.step.train_step`. Then the schedule: metrics every ``log_every`` steps
-   (Fabric's CSVLogger; TensorBoard too when installed), a traversal grid per code every
+   (Fabric's CSVLogger, each row written to metrics.csv as it is logged; TensorBoard too when
+   installed; on stderr a progress bar on a terminal, else a plain line), a traversal grid per code every
    ``sample_every``, :mod:`.evaluate`'s scores every ``eval_every`` (``eval/mi/<code>``,
    ``eval/accuracy/<code>``, ``eval/mig``, ...), a checkpoint every ``checkpoint_every``.
 3. The end: a last grid and checkpoint, and the generator in ``generator.safetensors``.
@@ -27,6 +28,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -184,10 +186,13 @@ class _Loop:
         self.skipped = 0
         self.last_sampled = self.last_saved = -1
         self.clock, self.clock_step = time.perf_counter(), start
+        self.started = self.clock
         self.console = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)  # one line, as written
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
-        self.bar = Progress(*columns, console=self.console, disable=not (progress and fabric.is_global_zero))
+        # Not on a terminal (a log file, a scheduler), rich draws no bar until the end: a plain line per log instead.
+        self.lines = progress and fabric.is_global_zero and not self.console.is_terminal
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("elapsed"),
+                   TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), TextColumn("{task.fields[stats]}")]
+        self.bar = Progress(*columns, console=self.console, disable=not (progress and fabric.is_global_zero) or self.lines)
         self.task = self.bar.add_task(recipe.name, total=t.max_steps, completed=start, stats="")
 
     def say(self, message: str) -> None:
@@ -224,9 +229,15 @@ class _Loop:
         values.update({"steps_per_s": rate, "images_per_s": images_per_s, "skipped": self.skipped})
         for logger in self.loggers:
             logger.log_metrics(values, step=step)
-        mi_text = f"  MI {values['mi']:.2f}" if "mi" in values else ""
-        self.bar.update(self.task, stats=f"{rate:.1f} it/s  {images_per_s:.0f} img/s  "
-                                         f"D {values['loss/d']:.3f}  G {values['loss/g']:.3f}{mi_text}")
+            logger.save()  # the row reaches metrics.csv now, not at the next checkpoint
+        losses = f"{rate:.1f} it/s  {images_per_s:.0f} img/s  D {values['loss/d']:.3f}  G {values['loss/g']:.3f}"
+        if self.lines:
+            per_code = " ".join(f"{key[3:]} {value:.2f}" for key, value in values.items() if key.startswith("mi/"))
+            left = (self.recipe.trainer.max_steps - step) / rate if rate > 0 else 0.0
+            self.say(f"step {step}/{self.recipe.trainer.max_steps}  {losses}{f'  MI {per_code}' if per_code else ''}  "
+                     f"elapsed {timedelta(seconds=round(now - self.started))}  ETA {timedelta(seconds=round(left))}")
+        mi_text = f"  MI (sum over codes) {values['mi']:.2f}" if "mi" in values else ""
+        self.bar.update(self.task, stats=f"{losses}{mi_text}")
 
     def sample(self, step: int) -> None:
         """Rank 0: a traversal grid per code (rows = code values, columns = noise), or 64 samples without codes."""
@@ -248,6 +259,7 @@ class _Loop:
                                        EVAL_IN_TRAINING, self.fabric.device)
             for logger in self.loggers:
                 logger.log_metrics(result.flat(), step=step)
+                logger.save()
 
     def checkpoint(self, step: int) -> None:
         """Refuse a non-finite run, then (rank 0) the metrics and the checkpoint; every rank waits for it."""
@@ -318,7 +330,10 @@ def _rng_states(fabric: Fabric) -> torch.Tensor:
     local = torch.get_rng_state()
     if fabric.world_size == 1:
         return local[None]
-    return fabric.all_gather(local.to(fabric.device)).reshape(fabric.world_size, -1).cpu()
+    # torch.distributed's own all_gather: Fabric's goes through the deprecated torch.distributed.nn.functional one.
+    gathered = [torch.empty_like(local, device=fabric.device) for _ in range(fabric.world_size)]
+    torch.distributed.all_gather(gathered, local.to(fabric.device))
+    return torch.stack(gathered).cpu()
 
 
 def _recipe_ref(recipe: Recipe) -> str:

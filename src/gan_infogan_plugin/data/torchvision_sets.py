@@ -41,12 +41,17 @@ def _check_split(name: str, cfg: DataConfig, splits: tuple[str, ...]) -> None:
 
 
 def _download(name: str, where: Path, expected: str, cfg: DataConfig, url: str, fetch) -> None:
-    """Run ``fetch()`` (a torchvision download) when allowed; failures become one UserError."""
+    """Run ``fetch()`` (a torchvision download) when allowed; failures become one UserError, and the
+    folders the attempt created (``data/``, ``data/MNIST/raw/``, ...) are removed again when empty."""
     if not cfg.download:
         raise _missing(name, where, expected, cfg, url, None)
+    new_folders = [folder for folder in (where, *where.parents) if not folder.exists()]  # deepest first
     try:
         fetch()
     except DOWNLOAD_ERRORS as exc:
+        for folder in new_folders:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise _missing(name, where, expected, cfg, url, f"{type(exc).__name__}: {one_line(exc)}") from None
 
 
