@@ -324,7 +324,7 @@ def select_command(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the ranking and the matrices to this JSON file."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing JSON file."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing JSON file."),
 ) -> None:
     """Pick the best of several runs without labels: rank them by ModelCentrality (InfoGAN-CR paper:
     every run's Q votes on every other run's generated FactorVAE groups; the most agreed-with run wins)
