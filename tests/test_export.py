@@ -68,6 +68,18 @@ def _expect_error(path, *fragments):
     return message
 
 
+def test_a_header_length_starting_with_0x80_is_not_taken_for_a_pickle(trained_like, tmp_path):
+    # A safetensors file starts with its header's length (8 bytes, little-endian): 0x80 is a pickle's
+    # first byte too. Pad the recipe until the length's first byte is 0x80; the file must still load.
+    for pad in range(0, 256 * 8, 8):
+        path = save_generator(tmp_path / "g.safetensors", trained_like, SPEC, "mnist", {"channels": 1}, "#" * pad, 3)
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length whose first byte is 0x80")
+    assert load_generator(path).step == 3
+
+
 def test_bad_files_are_refused_by_name(trained_like, tmp_path):
     good = save_generator(tmp_path / "good.safetensors", trained_like, SPEC, "mnist", {"channels": 1})
     data = good.read_bytes()

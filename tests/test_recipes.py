@@ -91,6 +91,13 @@ BAD = [
     ('codes = 5\n[model]\nname = "mnist"\n', "codes: expected a spec string"),
     ('codes = "noise:4"\n[model]\nname = "mnsit"\n', "model.name: unknown model 'mnsit': did you mean mnist?"),
     (MINIMAL + '[data]\nname = "shape"\n', "data.name: unknown data set 'shape': did you mean shapes?"),
+    (MINIMAL + "[contrastive]\nweight = -1\n", "contrastive.weight: expected a number >= 0.0, got -1.0"),
+    (MINIMAL + "[contrastive]\nwieght = 1\n", "unknown key contrastive.wieght: did you mean contrastive.weight?"),
+    (MINIMAL + "[contrastive]\ngap_every = 0\n", "contrastive.gap_every: expected a number >= 1, got 0"),
+    (MINIMAL + "[contrastive]\ngap_start = 2.5\n", "contrastive.gap_start: expected a number in [0, 2]"),
+    (MINIMAL + "[contrastive]\nweight = 2.0\n", "contrastive.weight: the contrastive term needs at least two continuous codes"),
+    ('codes = "noise:4,cont:2:normal"\n[model]\nname = "mnist"\n[contrastive]\nweight = 1\ngap_start = 0.5\n',
+     "contrastive.gap_start: a gap needs uniform continuous codes"),
 ]
 
 

@@ -111,10 +111,12 @@ def test_sample_rejects_bad_weight_files(run_dir, tmp_path):
 
 def test_eval_prints_a_table_and_writes_json(run_dir, tmp_path):
     out = tmp_path / "eval.json"
-    args = ["--real", 64, "--generated", 64, "--points", 200, "--votes", 20]
+    args = ["--real", 64, "--generated", 64, "--points", 200, "--votes", 20, "--paper-groups", 20, "--paper-group-size", 10,
+            "--paper-points", 300]
     result = invoke("eval", run_dir, "--json", out, *args)
     assert result.exit_code == 0, result.output
     assert "MI bound" in result.stdout and "FactorVAE" in result.stdout and "MIG" in result.stdout
+    assert "disentanglement_lib's protocol" in result.stdout and "InfoGAN-CR paper's protocol" in result.stdout
     report = json.loads(out.read_text())
     assert {"run", "checkpoint", "step", "mi", "categorical", "disentanglement", "settings"} <= report.keys()
     assert report["step"] == 2
@@ -129,12 +131,19 @@ def test_eval_prints_a_table_and_writes_json(run_dir, tmp_path):
     assert d["factors"] == ["shape", "scale", "rotation", "x", "y"] and set(d["mig_gaps"]) == set(d["factors"])
     assert 0 <= d["mig"] <= 1 and 0 <= d["factorvae_eval"] <= 1
     assert report["settings"]["votes"] == 20
+    paper = report["disentanglement_paper"]
+    assert d["protocol"] == "disentanglement_lib" and paper["protocol"] == "InfoGAN-CR paper (Lin et al. 2020)"
+    assert paper["factors"] == d["factors"] and 0 <= paper["mig"] <= 1 and 0 <= paper["factorvae_revised"] <= paper["factorvae"] <= 1
+    assert (paper["groups"], paper["group_size"], paper["mig_points"]) == (20, 10, 300)
+    assert sum(map(sum, paper["votes"])) == 20 and len(paper["votes"]) == 5  # one vote per group; rows: the factors
 
     # the same again: refused, the file kept; from the checkpoint file, without the data, to the default path
     assert_user_error(invoke("eval", run_dir, "--json", out, *args), str(out))
-    result = invoke("eval", run_dir / "checkpoints" / "last.ckpt", "--real", 0, "--generated", 16, "--points", 50, "--votes", 4)
+    result = invoke("eval", run_dir / "checkpoints" / "last.ckpt", "--real", 0, "--generated", 16, "--points", 50, "--votes", 4,
+                    "--paper-groups", 0)
     assert result.exit_code == 0, result.output
-    assert "categorical" not in json.loads((run_dir / "eval" / "step-0000002.json").read_text())
+    report = json.loads((run_dir / "eval" / "step-0000002.json").read_text())
+    assert "categorical" not in report and "disentanglement_paper" not in report and "disentanglement" in report
 
 
 def test_eval_errors(run_dir, tmp_path):

@@ -1,4 +1,5 @@
-"""``gan-recipes``: list, show and run training recipes, sample trained generators, evaluate runs (typer + rich).
+"""``gan-recipes``: list, show and run training recipes, sample trained generators, evaluate runs and pick the
+best of several (typer + rich).
 
 Every command runs inside :func:`user_errors`: a :class:`UserError` (or a registry LookupError)
 prints ``error: <message>`` on one line and exits with status 2 (130 for an interrupted run);
@@ -46,6 +47,7 @@ HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
   [dim]# use a trained generator; score a run[/dim]
   gan-recipes sample runs/try1/generator.safetensors --out c1.png --traverse c1
   gan-recipes eval runs/try1 --data split=test
+  gan-recipes select runs/seed-0 runs/seed-1 runs/seed-2
 """
 
 app = typer.Typer(
@@ -253,7 +255,7 @@ def sample(
 
 def _eval_tables(result: RunEvaluation) -> list[Table]:
     """The codes (MI on generated images; Q's MI on real images; accuracy, NMI, ARI on real labels)
-    and MIG / FactorVAE."""
+    and MIG / FactorVAE under disentanglement_lib's protocol and the InfoGAN-CR paper's."""
     scores = result.scores
     real = scores.categorical.codes if scores.categorical else {}
     real_mi = scores.real_mi or {}
@@ -277,7 +279,10 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
     tables = [codes]
     if scores.disentanglement:
         d = scores.disentanglement
-        table = Table(title=f"disentanglement against the data's factors ({', '.join(d.factors)})")
+        table = Table(title=f"disentanglement_lib's protocol, against the data's factors ({', '.join(d.factors)})")
+        settings = result.scores.settings
+        table.caption = (f"MIG: {settings.points} images, 20 bins; FactorVAE: majority vote learnt on {settings.votes} "
+                         f"votes of {settings.vote_batch} images, scored on {max(1, settings.votes // 2)} fresh votes")
         table.add_column("score")
         table.add_column("value", justify="right")
         table.add_row("MIG", f"{d.mig.score:.3f}")
@@ -285,6 +290,19 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
             table.add_row(f"  gap for {factor}", f"{gap:.3f}")
         table.add_row("FactorVAE (train votes)", f"{d.factorvae.train_accuracy:.3f}")
         table.add_row("FactorVAE (eval votes)", f"{d.factorvae.eval_accuracy:.3f}")
+        tables.append(table)
+    if scores.paper:
+        paper, protocol = scores.paper.scores, scores.paper.protocol
+        table = Table(title=f"InfoGAN-CR paper's protocol (Lin et al. 2020), against the data's factors ({', '.join(scores.paper.factors)})")
+        table.caption = (f"MIG: {protocol.mig_points} images, {protocol.bins} bins; FactorVAE: {protocol.groups} groups "
+                         f"of {protocol.group_size}, scored on the same votes; codes scaled on {protocol.scale_points} images")
+        table.add_column("score")
+        table.add_column("value", justify="right")
+        table.add_row("MIG", f"{paper.mig.score:.3f}")
+        for factor, gap in zip(scores.paper.factors, paper.mig.gaps):
+            table.add_row(f"  gap for {factor}", f"{gap:.3f}")
+        table.add_row("FactorVAE", f"{paper.factorvae.score:.3f}")
+        table.add_row("FactorVAE (revised)", f"{paper.factorvae.revised:.3f}")
         tables.append(table)
     return tables
 
@@ -296,14 +314,18 @@ def eval_command(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Where to write the results (default RUN/eval/step-NNNNNNN.json)."),
     real: int = typer.Option(10000, "--real", min=0, help="Real images for Q's label-free MI and the categorical codes (0: none)."),
     generated: int = typer.Option(2048, "--generated", min=1, help="Generated images for Q's MI bound."),
-    points: int = typer.Option(10000, "--points", min=2, help="Data with factors (shapes): images for MIG and FactorVAE's variances."),
-    votes: int = typer.Option(500, "--votes", min=2, help="Data with factors (shapes): FactorVAE training votes (half as many eval votes)."),
+    points: int = typer.Option(10000, "--points", min=2, help="Data with factors, disentanglement_lib's protocol: images for MIG and FactorVAE's variances."),
+    votes: int = typer.Option(500, "--votes", min=2, help="Data with factors, disentanglement_lib's protocol: FactorVAE training votes (half as many eval votes)."),
+    paper_groups: int = typer.Option(500, "--paper-groups", min=0, help="Data with factors, the InfoGAN-CR paper's protocol: FactorVAE groups (0: skip this protocol)."),
+    paper_group_size: int = typer.Option(100, "--paper-group-size", min=2, help="The paper's protocol: images per FactorVAE group."),
+    paper_points: int = typer.Option(73728, "--paper-points", min=2, help="The paper's protocol: images for MIG and for each code's scale."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing JSON file."),
 ) -> None:
     """Score a run's codes: Q's MI bound per code against H(c), the categorical codes against the data's
-    labels (Hungarian accuracy, NMI, ARI) and, for data with known factors (shapes), MIG and the FactorVAE score."""
+    labels (Hungarian accuracy, NMI, ARI) and, for data with known factors (dsprites, shapes), MIG and the
+    FactorVAE score under two protocols: disentanglement_lib's and the InfoGAN-CR paper's."""
     import json
 
     from .evaluate import EvalConfig, evaluate_run, load_run
@@ -315,7 +337,8 @@ def eval_command(
         target = json_out or loaded.run.eval_file(loaded.step)
         _fresh([target], force)
         with writing_into(target, "gan-recipes eval"):  # before the evaluation: a folder that cannot be written fails now
-            config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed)
+            config = EvalConfig(generated=generated, real=real, points=points, votes=votes, seed=seed,
+                                paper_groups=paper_groups, paper_group_size=paper_group_size, paper_points=paper_points)
             result = evaluate_run(loaded, config, device)
             console = Console()
             for table in _eval_tables(result):
@@ -323,6 +346,57 @@ def eval_command(
             with atomic_file(target) as tmp:
                 tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         console.print(f"results: {target}")
+
+
+@app.command("select")
+def select_command(
+    runs: list[Path] = typer.Argument(..., help="Two or more finished run folders of one code spec and data set."),
+    groups: int = typer.Option(500, "--groups", min=1, help="FactorVAE groups each run's generator makes (the paper: 500)."),
+    group_size: int = typer.Option(100, "--group-size", min=2, help="Images per group (the paper: 100)."),
+    points: int = typer.Option(73728, "--points", min=2, help="Generated images for each code's scale (the paper: 73,728)."),
+    real: int = typer.Option(10000, "--real", min=0, help="Categorical codes: real images for MI real (0: skip)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the ranking and the matrices to this JSON file."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing JSON file."),
+) -> None:
+    """Pick the best of several runs without labels: rank them by ModelCentrality (InfoGAN-CR paper:
+    every run's Q votes on every other run's generated FactorVAE groups; the most agreed-with run wins)
+    and, for categorical codes, by MI real (Q's label-free MI on real images)."""
+    import json
+
+    from .protocols import PaperProtocol
+    from .runs import atomic_file
+    from .selection import select_runs
+
+    with user_errors():
+        if json_out is not None:
+            _fresh([json_out], force)
+        protocol = PaperProtocol(groups=groups, group_size=group_size, scale_points=points, mig_points=points)
+        selection = select_runs(runs, protocol, real, seed, device=device)
+        table = Table(title=f"ModelCentrality of {len(selection.runs)} runs")
+        table.caption = (f"each run's Q on each run's {groups} groups of {group_size} generated images (codes scaled on "
+                         f"{points}); centrality: mean agreement with the other runs")
+        for column in ("rank", "run", "step", "ModelCentrality"):
+            table.add_column(column, justify="left" if column == "run" else "right", overflow="fold")
+        names = list(selection.runs[0].real_mi or {})
+        for name in names:
+            table.add_column(f"MI real {name}", justify="right")
+        for rank, i in enumerate(selection.ranking(), 1):
+            run = selection.runs[i]
+            mark = " (pick)" if i == selection.pick else ""
+            table.add_row(str(rank), escape(run.run) + mark, str(run.step), f"{run.centrality:.3f}",
+                          *(f"{run.real_mi[name]:.3f}" for name in names))
+        console = Console()
+        console.print(table)
+        console.print(f"pick (ModelCentrality): {escape(selection.runs[selection.pick].run)}")
+        if selection.best_real_mi is not None:
+            console.print(f"highest MI real ({selection.real_images} real images): {escape(selection.runs[selection.best_real_mi].run)}")
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_file(json_out) as tmp:
+                tmp.write_text(json.dumps(selection.to_json(), indent=2) + "\n", encoding="utf-8")
+            console.print(f"results: {json_out}")
 
 
 def _sample_gif(weights: Path, gif: Path, out: Optional[Path], traverse: Optional[str], n: Optional[int],

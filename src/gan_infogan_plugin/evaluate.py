@@ -4,7 +4,9 @@
 - :func:`categorical_scores`: Q's argmax on real labelled images against their labels (Hungarian
   accuracy, NMI, ARI from :mod:`.metrics`); :func:`~.metrics.real_code_mi` needs no labels;
 - :func:`disentanglement_scores`: Q's codes on images drawn from known factors (a data set's
-  :class:`~.data.base.Factors`): MIG and the FactorVAE score.
+  :class:`~.data.base.Factors`): MIG and the FactorVAE score as disentanglement_lib computes them;
+  :func:`paper_disentanglement`: the same two scores under the InfoGAN-CR paper's protocol
+  (:func:`~.protocols.paper_scores`: FactorVAE scored on its own votes, its sample sizes).
 
 :func:`evaluate_networks` gathers every measurement that applies into an :class:`Evaluation`
 (``trainer.eval_every`` logs :meth:`Evaluation.flat`); :func:`load_run` rebuilds G and D+Q from a run
@@ -28,6 +30,7 @@ from .errors import UserError
 from .metrics import FactorVAEScore, MIGScore, ari, factorvae_score, hungarian_accuracy, label_array, mig, nmi, real_code_mi
 from .modes import evaluating
 from .networks import Networks, build_networks, load_data
+from .protocols import PaperProtocol, PaperScores, paper_scores
 from .qhead import QOutput
 from .recipes import Recipe
 from .regularizer import MIRegularizer
@@ -176,6 +179,7 @@ class DisentanglementScores:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "protocol": LIB_PROTOCOL,
             "codes": self.codes,
             "factors": self.factors,
             "mig": self.mig.score,
@@ -221,16 +225,68 @@ def disentanglement_scores(
     )
 
 
+@dataclass
+class PaperDisentanglement:
+    """The InfoGAN-CR paper's FactorVAE and MIG (:func:`~.protocols.paper_scores`) of Q's codes
+    (``codes``) against a data set's ``factors``, with the ``protocol``'s sample sizes."""
+
+    codes: list[str]
+    factors: list[str]
+    protocol: PaperProtocol
+    scores: PaperScores
+
+    def to_json(self) -> dict[str, Any]:
+        mig_score, votes = self.scores.mig, self.scores.factorvae
+        return {
+            "protocol": PAPER_PROTOCOL,
+            "codes": self.codes,
+            "factors": self.factors,
+            "mig": mig_score.score,
+            "mig_gaps": dict(zip(self.factors, mig_score.gaps)),
+            "factorvae": votes.score,
+            "factorvae_revised": votes.revised,
+            "votes": votes.votes,
+            **asdict(self.protocol),
+        }
+
+
+PAPER_PROTOCOL = "InfoGAN-CR paper (Lin et al. 2020)"
+LIB_PROTOCOL = "disentanglement_lib"
+
+
+def paper_disentanglement(
+    q_predict: QPredict,
+    spec: LatentCodeSpec,
+    factors: Factors,
+    protocol: PaperProtocol = PaperProtocol(),
+    chunk: int = 512,
+    device=None,
+    rng: torch.Generator | None = None,
+) -> PaperDisentanglement:
+    """Q's codes (see :func:`q_codes`) scored as the InfoGAN-CR paper scores them, on images drawn
+    from known ``factors``; ``q_predict`` as in :func:`categorical_scores`."""
+
+    def read(images: torch.Tensor) -> torch.Tensor:
+        return q_codes(q_predict, images, spec, chunk, device)
+
+    scores = paper_scores(factors.images, read, factors.sample, protocol, rng)
+    return PaperDisentanglement(list(spec.names), list(factors.names), protocol, scores)
+
+
 # --------------------------------------------------------------------- everything that applies
 @dataclass
 class EvalConfig:
-    """How many samples each measurement uses (disentanglement_lib uses points = 10000, votes = 10000)."""
+    """How many samples each measurement uses (disentanglement_lib uses points = 10000, votes = 10000;
+    the InfoGAN-CR paper 500 groups of 100 and 73,728 points)."""
 
     generated: int = 2048  # generated images for Q's MI bound
     real: int = 10000  # real images for Q's label-free MI and the categorical codes (0: none), drawn at random with seed
     points: int = 10000  # images for MIG and for FactorVAE's global variances
     votes: int = 500  # FactorVAE training votes; half as many eval votes
     vote_batch: int = 64  # images per FactorVAE vote
+    paper_groups: int = 500  # the InfoGAN-CR paper's protocol: FactorVAE groups (0: not measured)
+    paper_group_size: int = 100  # images per group
+    paper_points: int = 73_728  # images for MIG and for each code's scale
     batch_size: int = 256
     seed: int = 0
 
@@ -252,8 +308,9 @@ class Evaluation:
 
     mi: :func:`mi_on_generated` per code; real_mi: :func:`~.metrics.real_code_mi` per categorical
     code on real images; categorical: those codes against the real images' labels; disentanglement:
-    MIG and FactorVAE against the data set's factors; settings: the sample counts used; real_images:
-    how many real images real_mi and categorical scored.
+    MIG and FactorVAE against the data set's factors, disentanglement_lib's protocol; paper: the same
+    under the InfoGAN-CR paper's protocol; settings: the sample counts used; real_images: how many
+    real images real_mi and categorical scored.
     """
 
     mi: dict[str, CodeMI]
@@ -262,6 +319,7 @@ class Evaluation:
     real_mi: dict[str, float] | None = None
     categorical: LabelScores | None = None
     disentanglement: DisentanglementScores | None = None
+    paper: PaperDisentanglement | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mi": {code: score.to_json() for code, score in self.mi.items()}}
@@ -273,12 +331,15 @@ class Evaluation:
             out["categorical"] = self.categorical.to_json()
         if self.disentanglement is not None:
             out["disentanglement"] = self.disentanglement.to_json()
+        if self.paper is not None:
+            out["disentanglement_paper"] = self.paper.to_json()
         out["settings"] = asdict(self.settings)
         return out
 
     def flat(self, prefix: str = "eval/") -> dict[str, float]:
         """The scalar numbers, for a metrics logger: ``eval/mi/<code>``, ``eval/real_mi/<code>``,
-        ``eval/accuracy/<code>``, ``eval/nmi/<code>``, ``eval/ari/<code>``, ``eval/mig``, ``eval/factorvae``,
+        ``eval/accuracy/<code>``, ``eval/nmi/<code>``, ``eval/ari/<code>``, ``eval/mig``, ``eval/factorvae``
+        (disentanglement_lib's), ``eval/paper/mig``, ``eval/paper/factorvae`` (the InfoGAN-CR paper's),
         and ``eval/real_images`` (how many real images those scores saw)."""
         flat = {f"{prefix}mi/{code}": score.mi for code, score in self.mi.items()}
         if self.real_images is not None:
@@ -288,6 +349,8 @@ class Evaluation:
             flat.update({f"{prefix}accuracy/{code}": score.accuracy, f"{prefix}nmi/{code}": score.nmi, f"{prefix}ari/{code}": score.ari})
         if self.disentanglement is not None:
             flat.update({f"{prefix}mig": self.disentanglement.mig.score, f"{prefix}factorvae": self.disentanglement.factorvae.eval_accuracy})
+        if self.paper is not None:
+            flat.update({f"{prefix}paper/mig": self.paper.scores.mig.score, f"{prefix}paper/factorvae": self.paper.scores.factorvae.score})
         return flat
 
 
@@ -318,9 +381,10 @@ def evaluate_networks(
 ) -> Evaluation:
     """Every measurement that applies: the MI bound always; with ``data`` and categorical codes, the
     label-free MI on ``config.real`` real images (drawn at random with ``config.seed``: see
-    :func:`real_subset`), and the label scores when ``data`` has labels; when
-    ``data`` has factors and the spec two codes or more, MIG and FactorVAE. Both networks run in eval
-    mode and are left in the mode they were in.
+    :func:`real_subset`), and the label scores when ``data`` has labels; when ``data`` has factors and
+    the spec two codes or more, MIG and FactorVAE under both protocols (disentanglement_lib's, then the
+    InfoGAN-CR paper's unless ``config.paper_groups = 0``). Both networks run in eval mode and are left
+    in the mode they were in.
     """
     rng = torch.Generator().manual_seed(config.seed)
     result = Evaluation(mi_on_generated(generator, discriminator_with_q, spec, config.generated, config.batch_size, rng=rng), config)
@@ -343,6 +407,9 @@ def evaluate_networks(
                 num_eval=max(1, config.votes // 2), num_variance_estimate=config.points, chunk=config.batch_size,
                 device=device, rng=rng,
             )
+            if config.paper_groups > 0:
+                protocol = PaperProtocol(config.paper_groups, config.paper_group_size, config.paper_points, config.paper_points)
+                result.paper = paper_disentanglement(q_predict, spec, data.factors, protocol, config.batch_size, device, rng)
     return result
 
 

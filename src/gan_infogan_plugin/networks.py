@@ -2,7 +2,8 @@
 
 :func:`build_networks` makes G and D from the registered model and hooks Q on D (through
 :meth:`InfoGAN.wrap`) when the recipe has the MI term; :func:`build_regularizers` lists the terms
-the training step sums; :func:`load_data` builds the recipe's data set at the model's size.
+the training step sums (the MI term, InfoGAN-CR's contrastive term); :func:`load_data` builds the
+recipe's data set at the model's size.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from torch import nn
 from . import registry
 from .data.base import ImageData
 from .errors import UserError
+from .contrastive import ContrastiveRegularizer, ContrastiveSchedule
+from .contrastive_term import ContrastiveTerm
 from .models import GANModel
 from .recipes import DataConfig, Recipe
 from .step import MITerm, Regularizer
@@ -69,8 +72,16 @@ def build_networks(recipe: Recipe) -> Networks:
 
 
 def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
-    """The terms the training step adds to the GAN loss: InfoGAN's MI term when the recipe enables it."""
-    return [MITerm(networks.info.regularizer)] if networks.info is not None else []
+    """The terms the training step adds to the GAN loss: InfoGAN's MI term when the recipe enables it,
+    then InfoGAN-CR's contrastive term when ``contrastive.weight > 0`` (its CR network initialised
+    from the global RNG, after G and D)."""
+    terms: list[Regularizer] = [MITerm(networks.info.regularizer)] if networks.info is not None else []
+    cr = recipe.contrastive
+    if cr.enabled:
+        schedule = ContrastiveSchedule(cr.weight, cr.start, cr.gap_start, cr.gap_decrease, cr.gap_every, cr.gap_times)
+        regularizer = ContrastiveRegularizer(recipe.codes, networks.channels, networks.size)
+        terms.append(ContrastiveTerm(regularizer, schedule, cr.lr, tuple(cr.betas), recipe.trainer.seed))
+    return terms
 
 
 def load_data(cfg: DataConfig, networks: Networks) -> ImageData:

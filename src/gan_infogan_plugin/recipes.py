@@ -11,6 +11,9 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [q_head]      hidden = 128, fixed_std = false, detach_trunk = false, layer = "" (the model's q_layer)
     [regularizer] enabled = true, lambda_cat = 1.0, lambda_cont = 0.1
     [augment]     shift = 0 (pixels; every image D sees, real and fake, moved at random: augment.random_shift)
+    [contrastive] weight = 0.0 (off; InfoGAN-CR's term, contrastive_term.ContrastiveTerm), start = 0,
+                  gap_start = 0.0, gap_decrease = 0.0, gap_every = 1, gap_times = 0,
+                  lr = 2e-3, betas = [0.5, 0.999] (the CR network's Adam)
     [optim.g]     lr = 1e-3, betas = [0.5, 0.999], weight_decay = 0.0      (and [optim.d], lr = 2e-4)
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
@@ -104,6 +107,26 @@ class AugmentConfig:
 
 
 @dataclass
+class ContrastiveConfig:
+    """InfoGAN-CR's contrastive term (:class:`~.contrastive.ContrastiveSchedule`): G's weight on the CR
+    network's loss from step ``start`` on (``weight = 0``: off), the progressive gap between unshared
+    codes, and the CR network's Adam settings."""
+
+    weight: float = _at_least(0.0, 0.0)
+    start: int = _at_least(0, 0)
+    gap_start: float = _at_least(0.0, 0.0)
+    gap_decrease: float = _at_least(0.0, 0.0)
+    gap_every: int = _at_least(1, 1)
+    gap_times: int = _at_least(0, 0)
+    lr: float = _at_least(0.0, 2e-3, exclusive=True)
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+
+@dataclass
 class OptimizerConfig:
     """Adam settings for one network."""
 
@@ -155,6 +178,7 @@ class Recipe:
     q_head: QHeadConfig = field(default_factory=QHeadConfig)
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     origin: str = ""
@@ -175,6 +199,7 @@ SECTIONS: dict[str, type] = {
     "q_head": QHeadConfig,
     "regularizer": RegularizerConfig,
     "augment": AugmentConfig,
+    "contrastive": ContrastiveConfig,
     "optim": OptimConfig,
     "trainer": TrainerConfig,
 }
@@ -283,6 +308,19 @@ def _check_registered(ctx: _Context, path: str, kind: str, name: str) -> None:
         raise ctx.fail(path, f"unknown {kind[:-1].replace('data', 'data ')} {name!r}: {hint}")
 
 
+def _check_contrastive(ctx: _Context, recipe: Recipe) -> None:
+    """What InfoGAN-CR's term needs of the codes, and its gap's range (codes are uniform on [-1, 1])."""
+    cr, continuous = recipe.contrastive, recipe.codes.continuous
+    if cr.gap_start > 2.0:
+        raise ctx.fail("contrastive.gap_start", f"expected a number in [0, 2] (codes are uniform on [-1, 1]), got {cr.gap_start!r}")
+    if not cr.enabled:
+        return
+    if len(continuous) < 2:
+        raise ctx.fail("contrastive.weight", f"the contrastive term needs at least two continuous codes, codes {recipe.codes} has {len(continuous)}")
+    if cr.gap_start > 0 and any(code.prior != "uniform" for code in continuous):
+        raise ctx.fail("contrastive.gap_start", f"a gap needs uniform continuous codes (cont:N:uniform), codes {recipe.codes} has normal ones")
+
+
 def parse_recipe(
     text: str, name: str, origin: str, overrides: list[str] = (), flags: Mapping[str, tuple[str, Any]] | None = None
 ) -> Recipe:
@@ -318,6 +356,7 @@ def parse_recipe(
         if section in raw:
             values[section] = _convert(ctx, section, cls, raw[section], {})
     recipe = Recipe(name=name, origin=origin, **values)
+    _check_contrastive(ctx, recipe)
     _check_registered(ctx, "model.name", "models", recipe.model.name)
     _check_registered(ctx, "data.name", "datasets", recipe.data.name)
     return recipe

@@ -357,6 +357,10 @@ class RunDir:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise UserError(f"{self.recipe_file}: cannot read the run's recipe: {exc}") from None
         now = _flatten(tomllib.loads(recipe.to_toml()))
+        # keys added to recipes since the run was written (absent from its recipe.toml) held their defaults
+        defaults = _flatten(tomllib.loads(Recipe(name=recipe.name, codes=recipe.codes, model=recipe.model).to_toml()))
+        missing = {k: v for k, v in defaults.items() if k not in before and not any(b.startswith(k + ".") for b in before)}
+        before = {**missing, **before}
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUMABLE)
         if changed:
             raise UserError(f"{self.recipe_file}: the run was trained with other settings ({', '.join(changed)}); "

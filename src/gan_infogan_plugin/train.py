@@ -54,8 +54,9 @@ T = TypeVar("T")
 # With trainer.skip_nonfinite, a run that skipped more than this share of its updates (D's and G's, since
 # it started or resumed) stops with an error at its next checkpoint instead of saving what is left.
 MAX_SKIPPED = 0.25
-# trainer.eval_every: fewer samples than `gan-recipes eval`, so a periodic evaluation stays short.
-EVAL_IN_TRAINING = EvalConfig(generated=512, real=1000, points=1000, votes=100)
+# trainer.eval_every: fewer samples than `gan-recipes eval`, so a periodic evaluation stays short
+# (disentanglement_lib's protocol only; `gan-recipes eval` adds the InfoGAN-CR paper's).
+EVAL_IN_TRAINING = EvalConfig(generated=512, real=1000, points=1000, votes=100, paper_groups=0)
 
 
 @dataclass

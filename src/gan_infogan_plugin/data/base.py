@@ -25,6 +25,7 @@ from ..errors import UserError
 # Streams drawn per step from stream_generator: the batch indices, the generator's noise and codes,
 # and the shifts of D's inputs (recipe.augment).
 DATA_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
+CONTRASTIVE_STREAM = 3  # InfoGAN-CR's image pairs (contrastive_term.ContrastiveTerm)
 
 
 @dataclass(frozen=True)
