@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, random_shift, registry
+from gan_infogan_plugin.batchnorm import recalibrate
 from gan_infogan_plugin.metrics import hungarian_accuracy, real_code_mi
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "MNIST" / "raw"
@@ -122,6 +123,9 @@ def set_bn_momentum(module: nn.Module, momentum: float | None) -> list[float | N
 def evaluate(info: InfoGAN, x: torch.Tensor, labels: np.ndarray, batch: int = 500, modes=("eval",)) -> dict:
     """Q on all real images: Hungarian accuracy (eval-mode BN and batch-stat BN) and label-free signals."""
     d, q = info.discriminator, info.q_head
+    # eval mode reads the running statistics: recompute them from generated batches (they only trail the
+    # weights otherwise; training, in train mode, never reads them)
+    recalibrate(info.generator, info.discriminator_with_q(), info.spec, image_input=info.image_input)
     out = {}
     for mode in modes:
         if mode == "eval":

@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .batchnorm import recalibrated
 from .codes import CategoricalCode, LatentCodeSpec
 from .data.base import Factors, ImageData, to_unit_range
 from .errors import UserError
@@ -70,6 +71,9 @@ def mi_on_generated(
     rng: torch.Generator | None = None,
 ) -> dict[str, CodeMI]:
     """Q's lower bound of I(c; G(z, c)) per code on ``n`` generated images, both nets in eval mode.
+
+    Eval mode reads BatchNorm's running statistics: of a network still training they trail its weights,
+    so recompute them first (:mod:`.batchnorm`; :func:`evaluate_networks` does).
 
     ``discriminator_with_q`` maps images to (D's logits, :class:`QOutput`), as
     :class:`~gan_infogan_plugin.wrap.DiscriminatorWithQ` does; ``image_input``: G takes
@@ -383,16 +387,20 @@ def evaluate_networks(
     label-free MI on ``config.real`` real images (drawn at random with ``config.seed``: see
     :func:`real_subset`), and the label scores when ``data`` has labels; when ``data`` has factors and
     the spec two codes or more, MIG and FactorVAE under both protocols (disentanglement_lib's, then the
-    InfoGAN-CR paper's unless ``config.paper_groups = 0``). Both networks run in eval mode and are left
-    in the mode they were in.
+    InfoGAN-CR paper's unless ``config.paper_groups = 0``). Both networks run in eval mode, with their
+    BatchNorm running statistics recomputed from generated batches (:func:`.batchnorm.recalibrated`:
+    of networks still training they trail the weights), and are left with the modes and statistics
+    they had.
     """
     rng = torch.Generator().manual_seed(config.seed)
-    result = Evaluation(mi_on_generated(generator, discriminator_with_q, spec, config.generated, config.batch_size, rng=rng), config)
 
     def q_predict(images: torch.Tensor) -> QOutput:
         return discriminator_with_q(images)[1]
 
-    with evaluating(generator, discriminator_with_q):
+    # Other codes than the scored ones calibrate the statistics; the old ones are put back after.
+    calibration = recalibrated(generator, discriminator_with_q, spec, batch_size=config.batch_size, seed=config.seed + 1)
+    with calibration, evaluating(generator, discriminator_with_q):
+        result = Evaluation(mi_on_generated(generator, discriminator_with_q, spec, config.generated, config.batch_size, rng=rng), config)
         if data is not None and spec.categorical and config.real > 0:
             images, labels = _real_images(data, real_subset(len(data), config.real, config.seed))
             result.real_images = RealImages(data.name, len(images), len(data), config.seed)

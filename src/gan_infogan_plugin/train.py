@@ -13,7 +13,9 @@
    installed; on stderr a progress bar on a terminal, else a plain line), a traversal grid per code every
    ``sample_every``, :mod:`.evaluate`'s scores every ``eval_every`` (``eval/mi/<code>``,
    ``eval/accuracy/<code>``, ``eval/mig``, ...), a checkpoint every ``checkpoint_every``.
-3. The end: a last grid and checkpoint, and the generator in ``generator.safetensors``.
+3. The end: BatchNorm's running statistics recomputed from generated batches (:mod:`.batchnorm`:
+   they trail fast-changing weights, and whatever reads the networks later reads them in eval mode),
+   a last grid and checkpoint, and the generator in ``generator.safetensors``.
 
 Only rank 0 writes (the layout: :mod:`.runs`). There is no host sync in a step except at log,
 sample and checkpoint steps (and with ``trainer.skip_nonfinite``). SIGTERM and Ctrl-C stop after the
@@ -38,6 +40,7 @@ from lightning_fabric import Fabric
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from .batchnorm import recalibrate
 from .data.base import AUGMENT_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
 from .errors import RunInterrupted, UserError, one_line
 from .evaluate import EvalConfig, evaluate_networks
@@ -119,6 +122,8 @@ def _fit(fabric: Fabric, recipe: Recipe, run: RunDir, resume: bool, force: bool,
             loop.confirm_checkpoint()  # the checkpoint held back at the step before: its weights gave finite losses
             if done % t.log_every == 0 or done == t.max_steps:
                 loop.log(done, result)
+            if done == t.max_steps:  # the last grids, checkpoint and generator are read in eval mode (batchnorm.py)
+                recalibrate(loop.generator, gan.discriminator.module, recipe.codes, seed=t.seed)
             if t.sample_every and done % t.sample_every == 0:
                 loop.sample(done)
             if t.eval_every and done % t.eval_every == 0:
