@@ -136,8 +136,10 @@ class Page:
         return [e["params"] for e in self.tools.events if e.get("method") == method and e.get("sessionId") == self.session]
 
 
-# The current image's pixels, read back through a canvas (same origin).
-PIXELS = """(() => { const img = $('image'); const c = document.createElement('canvas');
+# The current image's pixels, read back through a canvas (same origin); null while a new image loads
+# (use with Page.wait).
+PIXELS = """(() => { const img = $('image'); if (!img.complete || img.naturalWidth === 0) return null;
+  const c = document.createElement('canvas');
   c.width = img.naturalWidth; c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
   return Array.from(g.getImageData(0, 0, c.width, c.height).data).join(','); })()"""
 
@@ -182,18 +184,21 @@ def test_moving_a_slider_changes_the_image(server, page):
               "the first image and the strips")
     assert page.js("document.querySelectorAll('.cell[data-code=c1]').length") == 3  # a button per class
     assert page.js("document.querySelectorAll('input[type=range]').length") == 2  # a slider per continuous code
-    before = page.js(PIXELS)
+    before = page.wait(PIXELS, "the first image's pixels")
     first_query = page.js("$('image').dataset.query")
     assert "c2=0.00" in first_query
 
     box = page.js("(() => { const r = document.querySelector('input[data-code=c2]').getBoundingClientRect();"
                   " return [r.left, r.top, r.width, r.height]; })()")
     page.click(box[0] + 0.9 * box[2], box[1] + box[3] / 2)  # near the right end: c2 about 1.6
-    query = page.wait("(q => q.includes('c2=') && !q.includes('c2=0.00') && q)($('image').dataset.query)",
+    # The slider may pass through several values: wait until the image shown is the one for its final value.
+    query = page.wait("(() => { const img = $('image'), q = img.dataset.query;"
+                      " const v = Number(document.querySelector('input[data-code=c2]').value).toFixed(2);"
+                      " return img.complete && img.naturalWidth === 28 && !q.includes('c2=0.00') && q.includes('c2=' + v) && q; })()",
                       "the image for the new slider value")
     value = float(query.split("c2=")[1].split("&")[0])
     assert 1.0 < value <= 2.0 and page.js("Number(document.querySelector('input[data-code=c2]').value)") == value
-    after = page.js(PIXELS)
+    after = page.wait(PIXELS, "the new image's pixels")
     assert after != before and len(after.split(",")) == len(before.split(",")) == 28 * 28 * 4
 
     responses = [(r["response"]["url"], r["response"]["status"], r["response"]["mimeType"])
