@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .batchnorm import recalibrate
 from .errors import UserError
 from .evaluate import LoadedRun, _q_outputs, _real_images, load_run, q_codes, real_subset
 from .metrics import real_code_mi
@@ -148,6 +149,8 @@ def select_runs(
     _same_runs(runs, recipes)
     loaded = [load_run(path, device=device) for path in paths]
     spec = recipes[0].codes
+    for run in loaded:  # Q and G are read in eval mode: their BatchNorm statistics as the weights are now (batchnorm.py)
+        recalibrate(run.networks.generator, run.networks.discriminator, spec, batch_size=batch_size, seed=seed + 1)
     if not spec.codes:
         raise UserError(f"{runs[0].recipe_file}: codes {spec} has no codes to compare runs by")
     centrality = model_centrality(
