@@ -9,6 +9,7 @@ prints ``error: <message>`` on one line and exits with status 2 (130 for an inte
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,9 @@ HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
   gan-recipes sample runs/try1/generator.safetensors --out c1.png --traverse c1
   gan-recipes eval runs/try1 --data split=test
   gan-recipes select runs/seed-0 runs/seed-1 runs/seed-2
+
+  [dim]# a recipe over seeds: trained, evaluated and ranked; run it again to resume[/dim]
+  gan-recipes sweep infogan-shapes --seeds 0-4 --jobs 2
 """
 
 app = typer.Typer(
@@ -397,6 +401,64 @@ def select_command(
             with atomic_file(json_out) as tmp:
                 tmp.write_text(json.dumps(selection.to_json(), indent=2) + "\n", encoding="utf-8")
             console.print(f"results: {json_out}")
+
+
+SWEEP_HELP = """Train a recipe over seeds, evaluate every run and rank them without labels.
+
+Each seed S is an ordinary run folder DIR/seed-S, trained by [bold]gan-recipes run RECIPE --set trainer.seed=S[/bold]
+in a process of its own (--jobs at once, the CPU cores split between them: each gets cores // jobs threads),
+then scored by [bold]gan-recipes eval DIR/seed-S --json DIR/seed-S/eval.json[/bold]. The finished seeds are ranked as
+[bold]gan-recipes select[/bold] ranks runs: ModelCentrality, and MI real for categorical codes.
+
+[bold]Examples[/bold]
+
+  [dim]# five seeds of MNIST, two at a time; the same command again resumes and skips what is done[/dim]
+  gan-recipes sweep infogan-mnist --seeds 0-4 --jobs 2 --out runs/mnist-seeds
+      --set 'data.root="../shared/data/mnist"' --set data.download=false
+
+  [dim]# a few seeds, a shorter run, a lighter evaluation[/dim]
+  gan-recipes sweep infogan-shapes --seeds 0,2,5-7 --set trainer.max_steps=500
+      --eval "--paper-groups 0 --points 2000"
+
+  [dim]# only evaluate and rank what exists (after a Slurm job array trained the seeds)[/dim]
+  gan-recipes sweep infogan-mnist --seeds 0-9 --out runs/mnist-seeds --no-train
+
+[bold]Written[/bold]: DIR/seed-S/ (a run folder, with eval.json and wall_seconds), DIR/seed-S.log (everything the
+seed's commands printed), DIR/sweep.json (every seed's status, step, wall time, scores and the rank).
+Ctrl-C or SIGTERM stops every seed with its checkpoint (exit 130); exit status 1 when a seed failed or is unfinished.
+"""
+
+
+@app.command(help=SWEEP_HELP)
+def sweep(
+    recipe: str = typer.Argument(..., help="A registered recipe name or a path to a .toml file."),
+    seeds: str = typer.Option(..., "--seeds", help="Seeds: 0-9, or a list like 0,2,5-7."),
+    jobs: int = typer.Option(1, "--jobs", help="Seeds trained (or evaluated) at once; each gets cores // jobs CPU threads."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The sweep folder (default runs/<recipe>/sweep)."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Applies to every seed."),
+    train: bool = typer.Option(True, "--train/--no-train", metavar=FLAG, help="--no-train: train nothing; evaluate and rank the seeds already trained."),
+    eval_options: str = typer.Option("", "--eval", metavar="OPTIONS", help="More options for each seed's gan-recipes eval, in one string: --eval \"--paper-groups 0\"."),
+    device: str = typer.Option("cpu", "--device", help="Where eval and the rank run: cpu, cuda, cuda:1, mps."),
+    real: int = typer.Option(10000, "--real", min=0, help="Categorical codes: real images for MI real, in eval and the rank (0: none)."),
+    groups: int = typer.Option(500, "--groups", min=1, help="ModelCentrality: FactorVAE groups each seed's generator makes."),
+    group_size: int = typer.Option(100, "--group-size", min=2, help="ModelCentrality: images per group."),
+    points: int = typer.Option(73728, "--points", min=2, help="ModelCentrality: generated images for each code's scale."),
+) -> None:
+    from .sweep import RankOptions, SweepPlan, run_sweep, summary_table
+
+    with user_errors():
+        _device(device)
+        rank = RankOptions(groups=groups, group_size=group_size, points=points, real=real, device=device)
+        plan = SweepPlan.make(recipe, seeds, out, set_, jobs, train, eval_options, rank)
+        console = Console(highlight=False)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            console.width = 200  # a log file gets the whole table, not cells cut to 80 columns
+        result = run_sweep(plan, console)
+        console.print(summary_table(result))
+        unfinished = [s.seed for s in result.seeds if s.status not in ("finished", "skipped")]
+        if unfinished:
+            err_console.print(f"seeds not finished: {', '.join(map(str, unfinished))}; their logs: {escape(str(plan.out))}/seed-S.log")
+            raise typer.Exit(1)
 
 
 def _sample_gif(weights: Path, gif: Path, out: Optional[Path], traverse: Optional[str], n: Optional[int],
