@@ -294,9 +294,9 @@ def _wall(folder: Path) -> float | None:
 
 
 def _add_wall(folder: Path, seconds: float) -> float | None:
-    """Add ``seconds`` to the seed's wall_seconds (when its folder exists); the new total."""
-    if not folder.is_dir():
-        return None
+    """Add ``seconds`` to the seed's wall_seconds (when it has a checkpoint: it trained); the new total."""
+    if not RunDir(folder).checkpoint.is_file():
+        return _wall(folder)
     total = (_wall(folder) or 0.0) + seconds
     with atomic_file(folder / WALL_FILE) as tmp:
         tmp.write_text(f"{total:.1f}\n")
@@ -385,7 +385,8 @@ def _next_phase(plan: SweepPlan, seed: SeedResult) -> tuple[str, list[str], str]
     seed.wall_seconds = _wall(run.path)
     if step is None or step < plan.max_steps:
         if not plan.train:
-            return "unfinished", [], f"seed {seed.seed}: unfinished (step {seed.step} of {plan.max_steps}; not trained: --no-train)"
+            where = "no checkpoint" if seed.step is None else f"step {seed.step} of {plan.max_steps}"
+            return "unfinished", [], f"seed {seed.seed}: unfinished ({where}; not trained: --no-train)"
         if step is None:  # a fresh start; a run folder without a checkpoint (killed before its first) has nothing to keep
             (run.path / WALL_FILE).unlink(missing_ok=True)
             words = _train_words(plan, seed.seed, resume=False, force=run.recipe_file.is_file())
