@@ -30,6 +30,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,7 @@ WALL_FILE = "wall_seconds"
 # `gan-recipes`, run by this Python (the console script may not be on PATH, or be another install's).
 CLI = [sys.executable, "-c", "from gan_infogan_plugin.cli import main; main()"]
 POLL_SECONDS = 0.2
+HEADER = "== "  # starts the line a seed's log gets before each command's output
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -173,8 +175,9 @@ class SweepPlan:
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out}: a file of that name exists; give a folder")
         previous = _read_json(self.sweep_file)
-        if previous is not None and previous.get("recipe", {}).get("name") != self.name:
-            other = previous.get("recipe", {}).get("name", "an unknown recipe")
+        recipe = (previous or {}).get("recipe")
+        other = recipe.get("name") if isinstance(recipe, dict) else None
+        if previous is not None and other != self.name:
             raise UserError(f"{self.out} holds a sweep of {other} ({self.sweep_file}), not of {self.name}; "
                             "choose another --out")
         for seed in self.seeds:
@@ -304,11 +307,13 @@ def _add_wall(folder: Path, seconds: float) -> float | None:
 
 
 def _last_error(log: Path) -> str:
-    """The last ``error:`` line of a log, else its last line (a traceback's exception), for the summary."""
+    """The last command's last ``error:`` line in a log, else its last line (a traceback's exception)."""
     try:
-        lines = [line.strip(" │\t") for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+        text = log.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "no log"
+    last = text[text.rfind(f"\n{HEADER}") + 1:]  # the output of the last command started
+    lines = [line.strip(" │\t") for line in last.splitlines()[1:]]
     lines = [line for line in lines if line]
     errors = [line for line in lines if line.lower().startswith("error")]
     return (errors or lines or ["no output"])[-1][:300]
@@ -342,10 +347,18 @@ class _Stop:
 
 @contextmanager
 def _stop_requests() -> Iterator[_Stop]:
+    """The signal handlers (in the main thread: only there can Python set them) for the block. If the
+    block raises, the running commands are stopped as by SIGTERM and waited for: none is left behind."""
     stop = _Stop()
-    previous = {s: signal.signal(s, stop.handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, stop.handle) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
     try:
         yield stop
+    except BaseException:
+        stop.handle(signal.SIGTERM, None)
+        for job in stop.jobs:
+            job.process.wait()
+        raise
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -354,7 +367,7 @@ def _stop_requests() -> Iterator[_Stop]:
 def _start(plan: SweepPlan, seed: SeedResult, phase: str, words: list[str]) -> _Job:
     log = plan.log(seed.seed)
     with log.open("a", encoding="utf-8") as f:
-        f.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')}  gan-recipes {shlex.join(words)}  "
+        f.write(f"\n{HEADER}{time.strftime('%Y-%m-%d %H:%M:%S')}  gan-recipes {shlex.join(words)}  "
                 f"(OMP_NUM_THREADS={plan.threads})\n")
         f.flush()
         process = subprocess.Popen([*CLI, *words], stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -417,7 +430,7 @@ def run_sweep(plan: SweepPlan, console: Console) -> SweepResult:
                 _advance(plan, waiting.pop(0), stop, console, after=None)
             for job in [j for j in stop.jobs if j.process.poll() is not None]:
                 stop.jobs.remove(job)
-                if _ended(plan, job, stop, console) and stop.signal_name is None:
+                if _ended(plan, job, stop, console) and (stop.signal_name is None or job.phase == "eval"):
                     _advance(plan, job.seed, stop, console, after=job.phase)
                 result.write()
             if stop.signal_name is not None:
@@ -476,7 +489,7 @@ def _ended(plan: SweepPlan, job: _Job, stop: _Stop, console: Console) -> bool:
         else:
             scores = eval_scores(_read_json(plan.folder(seed.seed) / EVAL_FILE) or {})
             console.print(f"seed {seed.seed}: evaluated: {escape(_headline(scores)) or 'no scores'}")
-        if stop.signal_name is not None:
+        if stop.signal_name is not None and job.phase == "train":
             seed.status = "stopped"
         return True
     if stop.signal_name is not None and (code in (130, -signal.SIGTERM, -signal.SIGINT) or job.phase == "eval"):
