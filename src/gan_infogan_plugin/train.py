@@ -285,10 +285,11 @@ class _Loop:
                 logger.log_metrics(result.flat(), step=step)
                 logger.save()
 
-    def checkpoint(self, step: int, now: bool = False) -> None:
+    def checkpoint(self, step: int, now: bool = False, background: bool = False) -> None:
         """A checkpoint of ``step``: held back (a CPU copy on rank 0) until the next step's losses show its
-        weights are good (:meth:`confirm_checkpoint`), or with ``now`` (a stop, the end) written at once
-        after a check that the weights are finite; every rank waits for it."""
+        weights are good (:meth:`confirm_checkpoint`), then written in the background; or with ``now`` (a
+        stop, the end) written at once after a check that the weights are finite, every rank waiting for
+        it unless ``background`` (the caller then waits with ``run.finish_writes``)."""
         if step == self.last_saved:
             return
         self.nonfinite.check(self.fabric, self.run, self.loggers)
@@ -298,7 +299,7 @@ class _Loop:
         copy = snapshot(state) if self.fabric.is_global_zero else None
         self.pending = None if now else (step, copy)
         if now:
-            self._write(step, copy)
+            self._write(step, copy, background)
 
     def confirm_checkpoint(self) -> None:
         """Write the checkpoint held back, now that the step after it had finite losses (on every rank)."""
@@ -306,10 +307,11 @@ class _Loop:
             return
         self.nonfinite.check(self.fabric, self.run, self.loggers)
         (step, state), self.pending = self.pending, None
-        self._write(step, state)
+        self._write(step, state, background=True)
 
-    def _write(self, step: int, state: dict[str, Any] | None) -> None:
-        """Rank 0: the metrics, then the checkpoint, if its networks' weights are all finite."""
+    def _write(self, step: int, state: dict[str, Any] | None, background: bool) -> None:
+        """Rank 0: the metrics, then the checkpoint, if its networks' weights are all finite; written in
+        a background thread (training goes on), or else at once with every rank waiting for it."""
         if self.fabric.is_global_zero:
             bad = [name for name in ("generator", "discriminator") if not _finite(state[name])]
             if bad:
@@ -319,8 +321,12 @@ class _Loop:
                                 f"{self.nonfinite.kept(self.run)}. {NONFINITE_ADVICE}")
             for logger in self.loggers:  # metrics first: a resume drops rows after the checkpoint's step
                 logger.save()
-            self.run.save_checkpoint(state)
-        self.fabric.barrier()
+            if background:
+                self.run.save_checkpoint_later(state)
+            else:
+                self.run.save_checkpoint(state)
+        if not background:
+            self.fabric.barrier()
         self.last_saved = step
 
     def _check_skipped(self, step: int) -> None:
@@ -334,20 +340,22 @@ class _Loop:
                             f"{self.nonfinite.kept(self.run)}. {NONFINITE_ADVICE}")
 
     def finish(self, end: int) -> TrainedRun:
-        """The last grid and checkpoint, then (rank 0) ``generator.safetensors`` and ``metrics.png``."""
+        """The last grid and checkpoint, then (rank 0) ``metrics.png`` and ``generator.safetensors``."""
         fabric, discriminator = self.fabric, self.gan.discriminator.module
         if fabric.world_size > 1:  # DDP sends rank 0's buffers (BatchNorm statistics) before each forward; once more at the end
             for buffer in (*self.generator.buffers(), *discriminator.buffers()):
                 torch.distributed.broadcast(buffer, src=0)
         self.sample(end)
-        self.checkpoint(end, now=True)
+        self.checkpoint(end, now=True, background=True)  # written while metrics.png is drawn
         if fabric.is_global_zero:
             recipe = self.recipe
-            weights = save_generator(self.run.generator_file, self.generator, recipe.codes, recipe.model.name,
-                                     {"channels": self.nets.channels, **recipe.model.kwargs}, recipe.to_toml(), end)
             for logger in self.loggers:
                 logger.finalize("success")
-            self.say(plot_after_run(self.run.path))  # metrics.png, or how to get it (matplotlib is optional)
+            plotted = plot_after_run(self.run.path)  # metrics.png, or how to get it (matplotlib is optional)
+            self.run.finish_writes()  # the generator is exported only beside a whole checkpoint of its step
+            weights = save_generator(self.run.generator_file, self.generator, recipe.codes, recipe.model.name,
+                                     {"channels": self.nets.channels, **recipe.model.kwargs}, recipe.to_toml(), end)
+            self.say(plotted)
             self.say(f"done: {end} steps; generator: {weights}")
         fabric.barrier()
         return TrainedRun(self.run.path, end, self.generator, discriminator)
