@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .batchnorm import recalibrate
-from .data.base import AUGMENT_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
+from .data.base import AUGMENT_STREAM, MORE_NOISE_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
 from .errors import RunInterrupted, UserError, one_line
 from .evaluate import EvalConfig, evaluate_networks
 from .export import save_generator
@@ -229,10 +229,13 @@ class _Loop:
         real = next(self.real)
         if t.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        codes = self.recipe.codes.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
+        spec = self.recipe.codes
+        codes = spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
+        more = tuple(spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, MORE_NOISE_STREAM + i, device))
+                     for i in range(t.g_steps - 1))  # trainer.g_steps: G's further updates train on fresh codes
         shift = self.recipe.augment.shift  # D sees every image, real or fake, moved by a random shift (none at 0)
         moves = stream_generator(t.seed, rank, step, AUGMENT_STREAM, device) if shift else None
-        return Batch(step, real, codes, shift, moves)
+        return Batch(step, real, codes, shift, moves, more)
 
     def count(self, step: int, result: StepResult) -> int:
         """Book one finished step (skipped updates, the first non-finite loss, the bar); the steps done."""
