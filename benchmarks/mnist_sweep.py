@@ -81,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a("--beta1", type=float, default=0.5)
     a("--d-steps", type=int, default=1)
     a("--g-steps", type=int, default=1)
+    a("--reuse-fakes", action="store_true", help="G's update uses the codes of D's update (as the runner does) "
+      "instead of fresh ones")
     # regularisation of D
     a("--inst-noise", type=float, default=0.0, help="instance noise std on D's inputs, annealed to 0")
     a("--inst-anneal", type=int, default=None, help="steps to anneal instance noise over (default: all)")
@@ -226,7 +228,7 @@ def main(argv=None) -> dict:
                 perm, pos = torch.randperm(n, generator=gen, device=device), 0
             real = x[perm[pos : pos + args.batch]]
             pos += args.batch
-            codes = sample(args.batch)
+            codes = d_codes = sample(args.batch)
             with torch.no_grad():
                 fake = g(info.inputs(codes))
             real_in = d_input(real, step)
@@ -246,7 +248,7 @@ def main(argv=None) -> dict:
             loss_d.backward()
             opt_d.step()
         for _ in range(args.g_steps):
-            codes = sample(args.batch)
+            codes = d_codes if args.reuse_fakes else sample(args.batch)
             fake = g(info.inputs(codes))
             out = d(d_input(fake, step))
             loss_g = F.binary_cross_entropy_with_logits(out, torch.ones_like(out))

@@ -118,3 +118,15 @@ def test_a_run_from_before_the_contrastive_table_resumes_as_cr_off(tmp_path):
     assert turned_on.exit_code == 2 and "other settings (contrastive.start, contrastive.weight)" in turned_on.output
     resumed = run_shapes(run, 3, "trainer.sample_every=0", flags=("--resume",))
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_a_cr_run_is_the_plain_run_until_its_start_step(tmp_path):
+    """Before contrastive.start the term draws nothing and trains nothing: G, D and Q are bit for bit the plain
+    run's (benchmarks/dsprites_seeds.py starts the CR arm from the plain run's checkpoint at that step)."""
+    torch.set_num_threads(1)
+    plain, cr = tmp_path / "plain", tmp_path / "cr"
+    assert run_shapes(plain, 2, "trainer.sample_every=0").exit_code == 0
+    assert run_shapes(cr, 2, "trainer.sample_every=0", "contrastive.weight=2.0", "contrastive.start=2").exit_code == 0
+    a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True) for run in (plain, cr))
+    for name in ("generator", "discriminator"):
+        assert a[name].keys() == b[name].keys() and all(torch.equal(a[name][k], b[name][k]) for k in a[name])

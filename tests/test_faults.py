@@ -20,7 +20,7 @@ from PIL import Image
 
 from gan_infogan_plugin import runs, train
 from gan_infogan_plugin.export import load_generator
-from gan_infogan_plugin.runs import FolderLock, RunDir
+from gan_infogan_plugin.runs import FolderLock, RunDir, snapshot
 
 QUIET = ["trainer.sample_every=0", "trainer.sample_noise=2", "trainer.log_every=1"]
 EVAL_SMALL = ["--real", 0, "--generated", 8, "--points", 20, "--votes", 4]
@@ -122,6 +122,25 @@ def test_checkpoints_go_straight_to_the_run_folder(tmp_path, monkeypatch):
     run.save_checkpoint({"generator": torch.nn.Linear(3, 2), "discriminator": {}, "step": 5})
     assert int(torch.load(run.checkpoint, weights_only=True)["step"]) == 5
     assert not list(system_tmp.iterdir()) and os.listdir(run.checkpoint.parent) == ["last.ckpt"]
+
+
+def test_a_checkpoint_written_in_the_background_reports_its_error_when_waited_for(tmp_path, monkeypatch):
+    """save_checkpoint_later returns at once; finish_writes (or the next write) raises a failed write's one
+    line, the previous checkpoint stays whole; release after a failure does not hide the first error."""
+    run = RunDir(tmp_path / "run")
+    run.checkpoint.parent.mkdir(parents=True)
+    run.save_checkpoint_later(snapshot({"generator": torch.nn.Linear(3, 2), "discriminator": {}, "step": 5}))
+    run.finish_writes()
+    assert int(torch.load(run.checkpoint, weights_only=True)["step"]) == 5
+    monkeypatch.setattr(runs, "open", _SmallDisk(nth=1, room=10).open, raising=False)
+    run.save_checkpoint_later(snapshot({"generator": torch.nn.Linear(3, 2), "discriminator": {}, "step": 6}))
+    with pytest.raises(runs.UserError, match=f"cannot write {run.checkpoint}: No space left on device"):
+        run.finish_writes()
+    assert int(torch.load(run.checkpoint, weights_only=True)["step"]) == 5
+    monkeypatch.setattr(runs, "open", _SmallDisk(nth=1, room=10).open, raising=False)  # full again
+    run.save_checkpoint_later(snapshot({"generator": torch.nn.Linear(3, 2), "discriminator": {}, "step": 7}))
+    run.release()  # waits for the write; its error is not raised here
+    assert int(torch.load(run.checkpoint, weights_only=True)["step"]) == 5 and not list(run.checkpoint.parent.glob(".*.tmp"))
 
 
 # --------------------------------------------------------------------------- non-finite weights

@@ -100,6 +100,29 @@ def test_a_generator_term_reaches_g_and_a_late_regularizer_waits(fabric):
     assert not all(torch.equal(a, b) for a, b in zip(plain.generator.parameters(), pulled.generator.parameters()))
 
 
+def test_more_codes_give_g_further_updates_on_fresh_fakes(fabric):
+    """trainer.g_steps: the first G update trains on the fakes D scored, each further one on G(more codes);
+    with Adam, two G updates move G as two one-update steps with the same images would."""
+    once, twice = tiny_gan(fabric), tiny_gan(fabric)
+    extra = SPEC.sample(6, generator=torch.Generator().manual_seed(99))
+    recorder = Recorder()
+    first = batch(0)
+    result = train_step(fabric, twice, Batch(0, first.real, first.codes, more_codes=(extra,)), [recorder])
+    assert recorder.calls == [("d", 0, False), ("update", 0, False), ("g", 0, True), ("g", 0, True)]
+    train_step(fabric, once, first)
+    assert twice.optimizer_g.state[next(iter(twice.generator.parameters()))]["step"].item() == 2
+    assert once.optimizer_d.state_dict()["state"][0]["step"].item() == 1 == twice.optimizer_d.state_dict()["state"][0]["step"].item()
+    # the second update, by hand: G's loss on G(extra) with D as it is after its update
+    gan = once
+    gan.optimizer_g.zero_grad(set_to_none=True)
+    images = gan.generator(extra.flat)
+    loss = F.binary_cross_entropy_with_logits(gan.discriminator(images), torch.ones(6))
+    fabric.backward(loss + 3.0)
+    gan.optimizer_g.step()
+    assert result.loss_g.item() == pytest.approx(loss.item(), rel=1e-6)  # the stats are the last update's
+    assert all(torch.allclose(a, b) for a, b in zip(once.generator.parameters(), twice.generator.parameters()))
+
+
 class CodeReader(Regularizer):
     """A term with a network and optimizer of its own (as InfoGAN-CR's contrastive discriminator): it
     learns to read the first code from the detached fakes in D's update, and G is pulled to make the

@@ -156,6 +156,7 @@ class TrainerConfig:
     sample_noise: int = _at_least(1, 8)
     eval_every: int = _at_least(0, 0)
     checkpoint_every: int = _at_least(0, 1000)
+    g_steps: int = _at_least(1, 1)  # G updates per step: the first on the fakes D scored, the others on fresh codes
     skip_nonfinite: bool = False
     compile: bool = False
     channels_last: bool = False

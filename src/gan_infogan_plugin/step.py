@@ -1,4 +1,4 @@
-"""One training step: a D+Q update, then a G update, and the regularizers both updates sum.
+"""One training step: a D+Q update, then one or more G updates, and the regularizers every update sums.
 
 :func:`train_step` is a plain function of the networks and optimizers (:class:`GAN`), one
 :class:`Batch` and a list of :class:`Regularizer`; it returns a :class:`StepResult`. The plain GAN is
@@ -55,6 +55,8 @@ class Batch:
 
     real: (N, C, H, W) in [-1, 1]; codes: the noise and codes for N generated images; every image D
     sees is moved by up to ``shift`` pixels, the offsets drawn from ``moves`` (None: no shift).
+    more_codes: codes for G updates after the first (``trainer.g_steps`` > 1), each G(z, c) drawn anew;
+    the first G update trains on the fakes D has just scored, as DCGAN's loop does.
     """
 
     step: int
@@ -62,6 +64,7 @@ class Batch:
     codes: LatentBatch
     shift: int = 0
     moves: torch.Generator | None = None
+    more_codes: tuple[LatentBatch, ...] = ()
 
 
 @dataclass
@@ -140,7 +143,8 @@ class StepResult:
 
     loss_d: D's GAN loss (real + fake); loss_g: G's GAN loss; total_d / total_g: with the
     regularizers' terms added (what the non-finite check reads); g_terms: the regularizers' terms of
-    G's update; skipped: updates skipped for a non-finite loss (``skip_nonfinite`` only).
+    G's update (of its last one, with more than one); skipped: updates skipped for a non-finite loss
+    (``skip_nonfinite`` only).
     """
 
     loss_d: torch.Tensor
@@ -161,7 +165,8 @@ class StepResult:
 def train_step(
     fabric: "Fabric", gan: GAN, batch: Batch, regularizers: Sequence[Regularizer] = (), skip_nonfinite: bool = False
 ) -> StepResult:
-    """One D+Q update and one G update on ``batch``; ``regularizers`` active at ``batch.step`` add their terms."""
+    """One D+Q update and ``1 + len(batch.more_codes)`` G updates on ``batch``; ``regularizers`` active at
+    ``batch.step`` add their terms to each."""
     active = [r for r in regularizers if batch.step >= r.start]
     fake = gan.generator(batch.codes.flat)
 
@@ -187,14 +192,16 @@ def train_step(
         r.update(fabric, fakes)
 
     # G: one D pass over the fakes gives both the GAN loss and Q's reading for the regularizers.
-    gan.optimizer_g.zero_grad(set_to_none=True)
-    verdict, q = _judge(gan, seen(fake))
-    fakes = Fakes(batch.step, fake, batch.codes, q)
-    loss_g = _bce(verdict, 1.0)
-    g_terms = [term for r in active if (term := r.generator_term(fakes)) is not None]
-    fabric.backward(sum((term.loss for term in g_terms), loss_g))
-    total_g = sum((term.loss.detach() for term in g_terms), loss_g.detach())
-    skipped += _step_if_finite(fabric, gan.optimizer_g, total_g, skip_nonfinite)
+    for codes in (batch.codes, *batch.more_codes):
+        images = fake if codes is batch.codes else gan.generator(codes.flat)
+        gan.optimizer_g.zero_grad(set_to_none=True)
+        verdict, q = _judge(gan, seen(images))
+        fakes = Fakes(batch.step, images, codes, q)
+        loss_g = _bce(verdict, 1.0)
+        g_terms = [term for r in active if (term := r.generator_term(fakes)) is not None]
+        fabric.backward(sum((term.loss for term in g_terms), loss_g))
+        total_g = sum((term.loss.detach() for term in g_terms), loss_g.detach())
+        skipped += _step_if_finite(fabric, gan.optimizer_g, total_g, skip_nonfinite)
     return StepResult(loss_d, loss_g.detach(), total_d, total_g, g_terms, skipped)
 
 

@@ -41,7 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .batchnorm import recalibrate
-from .data.base import AUGMENT_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
+from .data.base import AUGMENT_STREAM, MORE_NOISE_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
 from .errors import RunInterrupted, UserError, one_line
 from .evaluate import EvalConfig, evaluate_networks
 from .export import save_generator
@@ -229,10 +229,13 @@ class _Loop:
         real = next(self.real)
         if t.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        codes = self.recipe.codes.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
+        spec = self.recipe.codes
+        codes = spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
+        more = tuple(spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, MORE_NOISE_STREAM + i, device))
+                     for i in range(t.g_steps - 1))  # trainer.g_steps: G's further updates train on fresh codes
         shift = self.recipe.augment.shift  # D sees every image, real or fake, moved by a random shift (none at 0)
         moves = stream_generator(t.seed, rank, step, AUGMENT_STREAM, device) if shift else None
-        return Batch(step, real, codes, shift, moves)
+        return Batch(step, real, codes, shift, moves, more)
 
     def count(self, step: int, result: StepResult) -> int:
         """Book one finished step (skipped updates, the first non-finite loss, the bar); the steps done."""
@@ -285,10 +288,11 @@ class _Loop:
                 logger.log_metrics(result.flat(), step=step)
                 logger.save()
 
-    def checkpoint(self, step: int, now: bool = False) -> None:
+    def checkpoint(self, step: int, now: bool = False, background: bool = False) -> None:
         """A checkpoint of ``step``: held back (a CPU copy on rank 0) until the next step's losses show its
-        weights are good (:meth:`confirm_checkpoint`), or with ``now`` (a stop, the end) written at once
-        after a check that the weights are finite; every rank waits for it."""
+        weights are good (:meth:`confirm_checkpoint`), then written in the background; or with ``now`` (a
+        stop, the end) written at once after a check that the weights are finite, every rank waiting for
+        it unless ``background`` (the caller then waits with ``run.finish_writes``)."""
         if step == self.last_saved:
             return
         self.nonfinite.check(self.fabric, self.run, self.loggers)
@@ -298,7 +302,7 @@ class _Loop:
         copy = snapshot(state) if self.fabric.is_global_zero else None
         self.pending = None if now else (step, copy)
         if now:
-            self._write(step, copy)
+            self._write(step, copy, background)
 
     def confirm_checkpoint(self) -> None:
         """Write the checkpoint held back, now that the step after it had finite losses (on every rank)."""
@@ -306,10 +310,11 @@ class _Loop:
             return
         self.nonfinite.check(self.fabric, self.run, self.loggers)
         (step, state), self.pending = self.pending, None
-        self._write(step, state)
+        self._write(step, state, background=True)
 
-    def _write(self, step: int, state: dict[str, Any] | None) -> None:
-        """Rank 0: the metrics, then the checkpoint, if its networks' weights are all finite."""
+    def _write(self, step: int, state: dict[str, Any] | None, background: bool) -> None:
+        """Rank 0: the metrics, then the checkpoint, if its networks' weights are all finite; written in
+        a background thread (training goes on), or else at once with every rank waiting for it."""
         if self.fabric.is_global_zero:
             bad = [name for name in ("generator", "discriminator") if not _finite(state[name])]
             if bad:
@@ -319,8 +324,12 @@ class _Loop:
                                 f"{self.nonfinite.kept(self.run)}. {NONFINITE_ADVICE}")
             for logger in self.loggers:  # metrics first: a resume drops rows after the checkpoint's step
                 logger.save()
-            self.run.save_checkpoint(state)
-        self.fabric.barrier()
+            if background:
+                self.run.save_checkpoint_later(state)
+            else:
+                self.run.save_checkpoint(state)
+        if not background:
+            self.fabric.barrier()
         self.last_saved = step
 
     def _check_skipped(self, step: int) -> None:
@@ -334,20 +343,22 @@ class _Loop:
                             f"{self.nonfinite.kept(self.run)}. {NONFINITE_ADVICE}")
 
     def finish(self, end: int) -> TrainedRun:
-        """The last grid and checkpoint, then (rank 0) ``generator.safetensors`` and ``metrics.png``."""
+        """The last grid and checkpoint, then (rank 0) ``metrics.png`` and ``generator.safetensors``."""
         fabric, discriminator = self.fabric, self.gan.discriminator.module
         if fabric.world_size > 1:  # DDP sends rank 0's buffers (BatchNorm statistics) before each forward; once more at the end
             for buffer in (*self.generator.buffers(), *discriminator.buffers()):
                 torch.distributed.broadcast(buffer, src=0)
         self.sample(end)
-        self.checkpoint(end, now=True)
+        self.checkpoint(end, now=True, background=True)  # written while metrics.png is drawn
         if fabric.is_global_zero:
             recipe = self.recipe
-            weights = save_generator(self.run.generator_file, self.generator, recipe.codes, recipe.model.name,
-                                     {"channels": self.nets.channels, **recipe.model.kwargs}, recipe.to_toml(), end)
             for logger in self.loggers:
                 logger.finalize("success")
-            self.say(plot_after_run(self.run.path))  # metrics.png, or how to get it (matplotlib is optional)
+            plotted = plot_after_run(self.run.path)  # metrics.png, or how to get it (matplotlib is optional)
+            self.run.finish_writes()  # the generator is exported only beside a whole checkpoint of its step
+            weights = save_generator(self.run.generator_file, self.generator, recipe.codes, recipe.model.name,
+                                     {"channels": self.nets.channels, **recipe.model.kwargs}, recipe.to_toml(), end)
+            self.say(plotted)
             self.say(f"done: {end} steps; generator: {weights}")
         fabric.barrier()
         return TrainedRun(self.run.path, end, self.generator, discriminator)
