@@ -39,8 +39,9 @@ import tomli_w
 import torch
 
 from gan_infogan_plugin.recipes import load_recipe
+from gan_infogan_plugin.sweep import CLI, child_env
+from gan_infogan_plugin.train import usable_cores
 
-CLI = [sys.executable, "-c", "from gan_infogan_plugin.cli import main; main()"]  # gan-recipes, with this Python
 ARMS = ("cr", "no-cr")
 PAPER = {"InfoGAN": (0.59, 0.05), "InfoGAN (modified)": (0.82, 0.22), "InfoGAN-CR": (0.88, 0.37), "InfoGAN-CR, MC pick": (0.92, 0.45)}
 
@@ -60,10 +61,9 @@ def add_time(folder: Path, wall: float, cpu: float) -> None:
 
 def call(command: list[str], log: Path, threads: int) -> tuple[int, float, float]:
     """Run ``command`` with ``threads`` CPU threads, output appended to ``log``: exit code, wall and CPU seconds."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.time()
     with log.open("a") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=child_env(threads))
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return process.returncode, time.time() - start, usage.ru_utime + usage.ru_stime
@@ -76,7 +76,7 @@ class Sweep:
         self.start, self.weight, self.steps = recipe.contrastive.start, recipe.contrastive.weight, recipe.trainer.max_steps
         if not 0 < self.start < self.steps or self.weight <= 0:
             raise SystemExit(f"{args.recipe}: needs 0 < contrastive.start < trainer.max_steps and contrastive.weight > 0")
-        self.threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+        self.threads = max(1, usable_cores() // args.jobs)
         self.pool = ThreadPoolExecutor(args.jobs)
         self.pending: list[Future] = []
 

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from gan_infogan_plugin.recipes import load_recipe
-from gan_infogan_plugin.sweep import CLI, child_env, usable_cores
+from gan_infogan_plugin.sweep import CLI, child_env
+from gan_infogan_plugin.train import usable_cores
 
 SEEDS = (0, 1)
 

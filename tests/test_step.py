@@ -100,6 +100,21 @@ def test_a_generator_term_reaches_g_and_a_late_regularizer_waits(fabric):
     assert not all(torch.equal(a, b) for a, b in zip(plain.generator.parameters(), pulled.generator.parameters()))
 
 
+def test_g_update_leaves_d_weights_without_gradient(fabric):
+    """After a step, D's gradients are those of D's own update: G's update computes none for D's weights
+    (and gives every weight its requires_grad back)."""
+    gan, by_hand = tiny_gan(fabric), tiny_gan(fabric)
+    b = batch(0)
+    train_step(fabric, gan, b)
+    d = by_hand.discriminator
+    fake = by_hand.generator(b.codes.flat).detach()
+    loss = F.binary_cross_entropy_with_logits(d(b.real), torch.ones(6)) + F.binary_cross_entropy_with_logits(d(fake), torch.zeros(6))
+    expected = torch.autograd.grad(loss, list(d.parameters()))
+    assert all(p.requires_grad for p in gan.discriminator.parameters())
+    assert all(torch.allclose(p.grad, g) for p, g in zip(gan.discriminator.parameters(), expected))
+    assert all(p.grad is not None for p in gan.generator.parameters())
+
+
 def test_more_codes_give_g_further_updates_on_fresh_fakes(fabric):
     """trainer.g_steps: the first G update trains on the fakes D scored, each further one on G(more codes);
     with Adam, two G updates move G as two one-update steps with the same images would."""

@@ -18,8 +18,9 @@ except with ``skip_nonfinite``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -192,17 +193,34 @@ def train_step(
         r.update(fabric, fakes)
 
     # G: one D pass over the fakes gives both the GAN loss and Q's reading for the regularizers.
-    for codes in (batch.codes, *batch.more_codes):
-        images = fake if codes is batch.codes else gan.generator(codes.flat)
-        gan.optimizer_g.zero_grad(set_to_none=True)
-        verdict, q = _judge(gan, seen(images))
-        fakes = Fakes(batch.step, images, codes, q)
-        loss_g = _bce(verdict, 1.0)
-        g_terms = [term for r in active if (term := r.generator_term(fakes)) is not None]
-        fabric.backward(sum((term.loss for term in g_terms), loss_g))
-        total_g = sum((term.loss.detach() for term in g_terms), loss_g.detach())
-        skipped += _step_if_finite(fabric, gan.optimizer_g, total_g, skip_nonfinite)
+    with _fixed(fabric, gan.discriminator):
+        for codes in (batch.codes, *batch.more_codes):
+            images = fake if codes is batch.codes else gan.generator(codes.flat)
+            gan.optimizer_g.zero_grad(set_to_none=True)
+            verdict, q = _judge(gan, seen(images))
+            fakes = Fakes(batch.step, images, codes, q)
+            loss_g = _bce(verdict, 1.0)
+            g_terms = [term for r in active if (term := r.generator_term(fakes)) is not None]
+            fabric.backward(sum((term.loss for term in g_terms), loss_g))
+            total_g = sum((term.loss.detach() for term in g_terms), loss_g.detach())
+            skipped += _step_if_finite(fabric, gan.optimizer_g, total_g, skip_nonfinite)
     return StepResult(loss_d, loss_g.detach(), total_d, total_g, g_terms, skipped)
+
+
+@contextmanager
+def _fixed(fabric: "Fabric", discriminator: nn.Module) -> Iterator[None]:
+    """D (with Q) as a fixed function during G's update: the gradient reaches G through D's layers, but
+    D's weights get none (its optimizer would discard them at its next update) and, across processes,
+    none is synchronised. This saves the weight-gradient half of D's backward pass in G's update."""
+    weights = [p for p in discriminator.parameters() if p.requires_grad]
+    for p in weights:
+        p.requires_grad_(False)
+    try:
+        with fabric.no_backward_sync(discriminator, enabled=fabric.world_size > 1):
+            yield
+    finally:
+        for p in weights:
+            p.requires_grad_(True)
 
 
 def _judge(gan: GAN, images: torch.Tensor, with_q: bool = True) -> tuple[torch.Tensor, QOutput | None]:

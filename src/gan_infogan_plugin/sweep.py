@@ -44,6 +44,7 @@ from rich.table import Table
 from .errors import RunInterrupted, UserError, one_line
 from .recipes import Recipe, load_recipe
 from .runs import RunDir, atomic_file, make_folder
+from .train import usable_cores
 
 # Seeds trained at once unless --jobs says otherwise.
 DEFAULT_JOBS = 1
@@ -74,11 +75,6 @@ def parse_seeds(text: str) -> list[int]:
     if seeds[-1] > 2**32 - 1:
         raise UserError(f"--seeds {text}: a seed is at most 2^32 - 1 = {2**32 - 1}")
     return seeds
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask where the system has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def child_env(threads: int) -> dict[str, str]:

@@ -140,6 +140,11 @@ def _fit(fabric: Fabric, recipe: Recipe, run: RunDir, resume: bool, force: bool,
 
 
 # --------------------------------------------------------------------------- set-up
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _launch(recipe: Recipe) -> Fabric:
     """Fabric for the recipe's trainer settings, launched; its refusals (and too many CPU processes) as UserErrors."""
     t = recipe.trainer
@@ -149,7 +154,7 @@ def _launch(recipe: Recipe) -> Fabric:
         raise UserError(f"trainer: Fabric refuses accelerator={t.accelerator!r} devices={t.devices} strategy={t.strategy!r} "
                         f"precision={t.precision!r}: {one_line(exc)}") from None
     # On CPU a device is a process: more processes than this machine's usable cores is refused (Fabric checks GPUs).
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     if fabric.device.type == "cpu" and t.devices > cores:
         raise UserError(f"trainer.devices = {t.devices}: on CPU each device is a training process and this machine has "
                         f"{cores} CPU cores; use --devices {cores} or fewer, or --accelerator gpu")
