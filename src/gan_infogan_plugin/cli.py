@@ -433,7 +433,8 @@ Ctrl-C or SIGTERM stops every seed with its checkpoint (exit 130); exit status 1
 def sweep(
     recipe: str = typer.Argument(..., help="A registered recipe name or a path to a .toml file."),
     seeds: str = typer.Option(..., "--seeds", help="Seeds: 0-9, or a list like 0,2,5-7."),
-    jobs: int = typer.Option(1, "--jobs", help="Seeds trained (or evaluated) at once; each gets cores // jobs CPU threads."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", show_default="as many as the cores, one thread each",
+                                       help="Seeds trained (or evaluated) at once; each gets cores // jobs CPU threads."),
     out: Optional[Path] = typer.Option(None, "--out", help="The sweep folder (default runs/<recipe>/sweep)."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP + " Applies to every seed."),
     train: bool = typer.Option(True, "--train/--no-train", metavar=FLAG, help="--no-train: train nothing; evaluate and rank the seeds already trained."),
