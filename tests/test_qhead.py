@@ -56,9 +56,52 @@ def test_hook_before_inplace_activation_keeps_the_layer_output():
         seen["bn"] = output.detach().clone()
 
     d.main[9].register_forward_hook(record)
+    for mode in ("train", "train", "eval", "eval"):  # the first pass of a mode learns that copies are needed
+        d.train(mode == "train")
+        d(torch.randn(4, 3, 64, 64))
+        assert (seen["bn"] < 0).any()  # the activation would have changed these values in place
+        assert torch.equal(q.features, seen["bn"])
+
+
+def test_q_reads_the_layer_output_itself_when_nothing_changes_it_later():
+    d = Discriminator(3, width=8)  # main.10, the last LeakyReLU: nothing after it works in place
+    q = QHead.attach(d, "main.10", SPEC)
+    seen = {}
+    d.main[10].register_forward_hook(lambda m, i, out: seen.update(out=out))
     d(torch.randn(4, 3, 64, 64))
-    assert (seen["bn"] < 0).any()  # the activation would have changed these values in place
-    assert torch.equal(q.features, seen["bn"])
+    assert q.features is not seen["out"] and torch.equal(q.features, seen["out"])  # a first pass copies
+    d(torch.randn(4, 3, 64, 64))
+    assert q.features is seen["out"]  # then no copy
+    with torch.inference_mode():
+        d(torch.randn(4, 3, 64, 64))
+    assert q.features is not seen["out"] and torch.equal(q.features, seen["out"])
+
+
+class _SometimesInPlace(nn.Module):
+    """A D whose forward changes the hooked layer's output in place only when ``relu_in_place`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features, self.head = nn.Linear(6, 8), nn.Linear(8, 1)
+        self.relu_in_place = False
+
+    def forward(self, x):
+        h = self.features(x)
+        h = torch.relu_(h) if self.relu_in_place else torch.relu(h)
+        return self.head(h).squeeze(1)
+
+
+def test_a_pass_that_changes_the_features_unlike_earlier_ones_is_refused():
+    d = _SometimesInPlace()
+    q = QHead.attach(d, "features", SPEC, example_input=torch.randn(2, 6))  # an eval-mode pass
+    d(torch.randn(3, 6))
+    d(torch.randn(3, 6))  # learned in training mode: no copy needed
+    d.relu_in_place = True
+    with pytest.raises(RuntimeError, match=r"_SometimesInPlace\.features: its output was changed in place"):
+        d(torch.randn(3, 6))
+    x = torch.randn(3, 6)
+    d(x)  # copies from now on: Q reads the layer's output, negative values included
+    assert torch.equal(q.features, d.features(x))
 
 
 def test_mi_gradient_reaches_generator_q_and_trunk():
