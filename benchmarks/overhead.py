@@ -1,13 +1,15 @@
 """InfoGAN's cost over a plain GAN: one training step, same networks, batch and optimisers.
 
-    python benchmarks/overhead.py [--batch 64] [--repeats 30] [--threads N]
+    python benchmarks/overhead.py [--batch 64] [--repeats 60] [--threads N]
 
-The GAN step scores the real batch, the detached fake batch (D update) and the fake batch again
-(G update). The InfoGAN step is the same step with Q hooked on D's trunk and the MI term added to
-both updates: no extra discriminator pass. Steps alternate GAN / InfoGAN so machine noise hits
-both; the table gives medians after a warm-up, of wall time and of the process's CPU time (with
-``--threads 1`` all the work runs in this one thread, so the CPU time does not grow when other jobs
-share the machine: the figure to read on a busy one). Target: InfoGAN / GAN <= 1.02.
+Both run the library's step (:func:`gan_infogan_plugin.step.train_step`, what ``gan-recipes run``
+runs): D scores the real batch and the detached fake batch (D's update), then the fake batch again
+(G's update, D held fixed). The plain GAN is the step with no regularizers; InfoGAN is the same step
+with Q hooked on D's trunk and the MI term (:class:`~gan_infogan_plugin.step.MITerm`) in both
+updates: no extra discriminator pass. Steps alternate GAN / InfoGAN so machine noise hits both; the
+table gives medians after a warm-up, of wall time and of the process's CPU time (with ``--threads 1``
+all the work runs in this one thread, so the CPU time does not grow when other jobs share the machine:
+the figure to read on a busy one). Target: InfoGAN / GAN <= 1.02.
 """
 
 from __future__ import annotations
@@ -18,41 +20,32 @@ import statistics
 import time
 
 import torch
-from torch import nn
+from lightning_fabric import Fabric
 
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, registry
+from gan_infogan_plugin.step import GAN, Batch, MITerm, train_step
 
 CASES = {"mnist": "noise:62,cat:10,cont:2", "svhn": "noise:124,cat:10x4,cont:4"}
+FABRIC = Fabric(accelerator="cpu", devices=1)
 
 
 def make_step(model_name: str, spec: LatentCodeSpec, batch: int, info_gan: bool):
-    """A closure running one D update and one G update; returns nothing (no host sync)."""
+    """A closure running one train_step (a D update and a G update); returns nothing (no host sync)."""
     torch.manual_seed(0)
     model = registry.load("models", model_name)
     g, d = model.build(spec.input_dim)
-    info = InfoGAN.wrap(g, d, spec, layer=model.q_layer) if info_gan else None
-    d_params = info.discriminator_parameters() if info else d.parameters()
-    opt_d = torch.optim.Adam(d_params, lr=2e-4, betas=(0.5, 0.999), fused=True)  # as the runner builds them
+    info = InfoGAN.wrap(g, d, spec, layer=model.q_layer, image_input=False) if info_gan else None
+    d = info.discriminator_with_q() if info else d
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)  # as the runner builds them
     opt_g = torch.optim.Adam(g.parameters(), lr=1e-3, betas=(0.5, 0.999), fused=True)
-    bce = nn.BCEWithLogitsLoss()
+    g, opt_g = FABRIC.setup(g, opt_g)
+    d, opt_d = FABRIC.setup(d, opt_d)
+    gan = GAN(g, d, opt_g, opt_d, has_q=info is not None)
+    regularizers = [MITerm(info.regularizer)] if info else []
     real = torch.rand(batch, model.channels, model.image_size, model.image_size) * 2 - 1
-    ones, zeros = torch.ones(batch), torch.zeros(batch)
 
     def step() -> None:
-        codes = spec.sample(batch)
-        fake = g(codes.flat)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d = bce(d(real), ones) + bce(d(fake.detach()), zeros)
-        if info:
-            loss_d = loss_d + info.mi(codes).loss
-        loss_d.backward()
-        opt_d.step()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g = bce(d(fake), ones)
-        if info:
-            loss_g = loss_g + info.mi(codes).loss
-        loss_g.backward()
-        opt_g.step()
+        train_step(FABRIC, gan, Batch(0, real, spec.sample(batch)), regularizers)
 
     return step
 
@@ -67,7 +60,7 @@ def timed(step) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()

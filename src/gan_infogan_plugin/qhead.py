@@ -10,7 +10,7 @@ parametrizations live on the module they change): ``D.to()``, ``D.parameters()``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -23,12 +23,13 @@ Q_NAME = "infogan_q"
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
-@dataclass
-class QOutput:
+class QOutput(NamedTuple):
     """Q's prediction for a batch of N images.
 
     cat_logits: one (N, k) tensor of logits per categorical code (no softmax applied);
     cont_mean: (N, num_continuous); cont_log_std: (N, num_continuous), or None for a fixed sigma = 1.
+    A named tuple: Fabric's wrapper walks a module's outputs on every call, and walked a dataclass by
+    copying it (1.5 ms a training step on one CPU thread).
     """
 
     cat_logits: tuple[torch.Tensor, ...]
