@@ -13,7 +13,7 @@ from gan_infogan_plugin.data.base import ImageData
 from gan_infogan_plugin.evaluate import (
     EvalConfig, RealImages, categorical_scores, disentanglement_scores, evaluate_networks, mi_on_generated, real_subset,
 )
-from gan_infogan_plugin.metrics import ari, factorvae_score, hungarian_accuracy, mig, nmi, real_code_mi
+from gan_infogan_plugin.metrics import ari, class_overlap, factorvae_score, hungarian_accuracy, mig, nmi, real_code_mi
 
 SIZES = (3, 5, 8)
 
@@ -64,6 +64,20 @@ def test_more_classes_than_codes():
     accuracy, mapping = hungarian_accuracy([0, 0, 1, 1], [0, 1, 2, 2])
     assert accuracy == 0.75
     assert mapping in ({0: 0, 1: 2}, {0: 1, 1: 2})
+
+
+def test_class_overlap_names_merged_classes_spare_and_unused_values():
+    # values x classes 0..3 (5 values, value 4 never predicted):
+    #   value 0: 8 of class 0;  value 1: 6 of class 1, 2 of class 0;  value 2: 5 of class 2, 7 of class 3
+    #   value 3: 2 of class 1 (class 1's majority is value 1), 1 of class 2
+    pred = [0] * 8 + [1] * 6 + [1] * 2 + [2] * 5 + [2] * 7 + [3] * 2 + [3]
+    labels = [0] * 8 + [1] * 6 + [0] * 2 + [2] * 5 + [3] * 7 + [1] * 2 + [2]
+    overlap = class_overlap(pred, labels, num_values=5)
+    assert overlap.merged == {2: [2, 3]}  # classes 2 and 3 both put most of their images in value 2
+    assert overlap.spare == {3: 1}  # value 3 is no class's majority; it holds class 1 most
+    assert overlap.unused == [4]
+    clean = class_overlap((np.arange(20) + 1) % 4, np.arange(20) % 4, num_values=4)
+    assert clean.merged == {} and clean.spare == {} and clean.unused == []
 
 
 # ----------------------------------------------------------------- MIG / FactorVAE
@@ -152,6 +166,7 @@ def test_categorical_scores_on_labelled_images():
     assert scores["c1"].accuracy == 1.0 and scores["c1"].mapping == {1: 0, 2: 1, 3: 2, 0: 3}
     assert scores["c1"].nmi == pytest.approx(1.0) and scores["c1"].ari == pytest.approx(1.0)
     assert scores["c2"].accuracy == 0.5  # two code values can match only two of the four classes
+    assert scores["c1"].overlap.merged == {} and scores["c2"].overlap.merged == {0: [0, 2], 1: [1, 3]}
 
 
 def test_real_code_mi_hand_computed():

@@ -124,7 +124,10 @@ def test_eval_prints_a_table_and_writes_json(run_dir, tmp_path):
     assert {"mi", "entropy", "acc"} <= report["mi"]["c1"].keys() and "mse" in report["mi"]["c2"]
     assert report["categorical"]["data"] == "shapes" and report["categorical"]["images"] == 64
     c1 = report["categorical"]["codes"]["c1"]
-    assert {"accuracy", "nmi", "ari", "mapping"} <= c1.keys() and 1 / 3 <= c1["accuracy"] <= 1
+    assert {"accuracy", "nmi", "ari", "mapping", "overlap"} <= c1.keys() and 1 / 3 <= c1["accuracy"] <= 1
+    overlap = c1["overlap"]  # a 2-step Q: values shared, spare or unused, each value in one list at most
+    named = [int(v) for v in overlap["merged"]] + [int(v) for v in overlap["spare"]] + overlap["unused"]
+    assert len(named) == len(set(named)) and set(named) <= {0, 1, 2}
     assert set(report["real_mi"]) == {"c1"} and 0 <= report["real_mi"]["c1"] <= 1.0987  # label-free, <= ln 3
     assert "MI real" in result.stdout
     d = report["disentanglement"]

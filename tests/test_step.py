@@ -122,7 +122,7 @@ def test_more_codes_give_g_further_updates_on_fresh_fakes(fabric):
     extra = SPEC.sample(6, generator=torch.Generator().manual_seed(99))
     recorder = Recorder()
     first = batch(0)
-    result = train_step(fabric, twice, Batch(0, first.real, first.codes, more_codes=(extra,)), [recorder])
+    result = train_step(fabric, twice, Batch(0, first.real, first.codes, g_codes=(extra,)), [recorder])
     assert recorder.calls == [("d", 0, False), ("update", 0, False), ("g", 0, True), ("g", 0, True)]
     train_step(fabric, once, first)
     assert twice.optimizer_g.state[next(iter(twice.generator.parameters()))]["step"].item() == 2
@@ -136,6 +136,32 @@ def test_more_codes_give_g_further_updates_on_fresh_fakes(fabric):
     gan.optimizer_g.step()
     assert result.loss_g.item() == pytest.approx(loss.item(), rel=1e-6)  # the stats are the last update's
     assert all(torch.allclose(a, b) for a, b in zip(once.generator.parameters(), twice.generator.parameters()))
+
+
+def test_without_reuse_every_g_update_draws_its_own_fakes(fabric):
+    """trainer.fresh_codes: D's update is the same as with reuse (its fakes made without G's graph), and
+    G's one update trains on G(g_codes[0]), not on the fakes D scored; the same step, by hand."""
+    fresh, reused = tiny_gan(fabric), tiny_gan(fabric)
+    extra = SPEC.sample(6, generator=torch.Generator().manual_seed(99))
+    recorder = Recorder()
+    first = batch(0)
+    result = train_step(fabric, fresh, Batch(0, first.real, first.codes, g_codes=(extra,), reuse_fakes=False), [recorder])
+    assert recorder.calls == [("d", 0, False), ("update", 0, False), ("g", 0, True)]
+    assert fresh.optimizer_g.state[next(iter(fresh.generator.parameters()))]["step"].item() == 1
+    train_step(fabric, reused, first)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.discriminator.parameters(), reused.discriminator.parameters()))
+    # G's update by hand, from G as it was, against D after its update
+    by_hand = tiny_gan(fabric)
+    for p, q in zip(by_hand.discriminator.parameters(), fresh.discriminator.parameters()):
+        p.data.copy_(q)
+    loss = F.binary_cross_entropy_with_logits(by_hand.discriminator(by_hand.generator(extra.flat)), torch.ones(6))
+    fabric.backward(loss + 3.0)
+    by_hand.optimizer_g.step()
+    assert result.loss_g.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert all(torch.allclose(a, b) for a, b in zip(by_hand.generator.parameters(), fresh.generator.parameters()))
+    assert not all(torch.allclose(a, b) for a, b in zip(reused.generator.parameters(), fresh.generator.parameters()))
+    with pytest.raises(ValueError, match="g_codes"):
+        Batch(0, first.real, first.codes, reuse_fakes=False)
 
 
 class CodeReader(Regularizer):

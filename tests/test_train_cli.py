@@ -113,17 +113,20 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(shapes_run, tmp_path
     assert logged_steps(resumed) == [2, 4, 6]
 
 
-def test_augment_shift_changes_training_and_resumes_exactly(shapes_run, tmp_path):
-    shifted = tmp_path / "shifted"
-    assert run_shapes(shifted, 4, "augment.shift=1").exit_code == 0
-    plain, moved = weights(shapes_run / "generator.safetensors"), weights(shifted / "generator.safetensors")
-    assert not all(torch.equal(plain[k], moved[k]) for k in plain)  # D saw shifted images, so G learned otherwise
-    result = run_shapes(shifted, 6, "augment.shift=1", flags=("--resume",))
+@pytest.mark.parametrize("setting", ["augment.shift=1", "trainer.fresh_codes=true"])
+def test_a_setting_that_draws_more_changes_training_and_resumes_exactly(shapes_run, tmp_path, setting):
+    """D's inputs shifted, or G's update on codes of its own: training changes, and a resumed run draws
+    the same shifts and codes as an uninterrupted one (they come from (seed, rank, step) streams)."""
+    changed = tmp_path / "changed"
+    assert run_shapes(changed, 4, setting).exit_code == 0
+    plain, other = weights(shapes_run / "generator.safetensors"), weights(changed / "generator.safetensors")
+    assert not all(torch.equal(plain[k], other[k]) for k in plain)
+    result = run_shapes(changed, 6, setting, flags=("--resume",))
     assert result.exit_code == 0, result.output
     full = tmp_path / "full"
-    assert run_shapes(full, 6, "augment.shift=1").exit_code == 0
-    a, b = weights(shifted / "generator.safetensors"), weights(full / "generator.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)  # the shifts come from (seed, rank, step) streams
+    assert run_shapes(full, 6, setting).exit_code == 0
+    a, b = weights(changed / "generator.safetensors"), weights(full / "generator.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_a_folder_holding_a_run_is_never_overwritten(shapes_run, tmp_path):

@@ -25,6 +25,7 @@ from .errors import UserError
 
 if TYPE_CHECKING:
     from .evaluate import RunEvaluation
+    from .metrics import Overlap
 
 HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
 
@@ -257,6 +258,14 @@ def sample(
                 typer.echo(target)
 
 
+def _overlap_text(overlap: Overlap) -> str:
+    """``; classes 4+9 share value 3; value 6 holds no class of its own (mostly 1)``, or "" for a clean code."""
+    parts = [f"classes {'+'.join(map(str, classes))} share value {value}" for value, classes in overlap.merged.items()]
+    parts += [f"value {value} holds no class of its own (mostly {cls})" for value, cls in overlap.spare.items()]
+    parts += [f"value {value} is never predicted" for value in overlap.unused]
+    return "".join(f"; {part}" for part in parts)
+
+
 def _eval_tables(result: RunEvaluation) -> list[Table]:
     """The codes (MI on generated images; Q's MI on real images; accuracy, NMI, ARI on real labels)
     and MIG / FactorVAE under disentanglement_lib's protocol and the InfoGAN-CR paper's."""
@@ -272,7 +281,7 @@ def _eval_tables(result: RunEvaluation) -> list[Table]:
         row = [name, f"{mi.entropy:.3f}", f"{mi.mi:.3f}", quality, f"{real_mi[name]:.3f}" if name in real_mi else ""]
         if name in real:
             score = real[name]
-            mappings.append(f"{name}: " + " ".join(f"{k}->{v}" for k, v in sorted(score.mapping.items())))
+            mappings.append(f"{name}: " + " ".join(f"{k}->{v}" for k, v in sorted(score.mapping.items())) + _overlap_text(score.overlap))
             row += [f"{score.accuracy:.3f}", f"{score.nmi:.3f}", f"{score.ari:.3f}"]
         codes.add_row(*row)
     if scores.real_images:

@@ -28,7 +28,9 @@ from .batchnorm import recalibrated
 from .codes import CategoricalCode, LatentCodeSpec
 from .data.base import Factors, ImageData, to_unit_range
 from .errors import UserError
-from .metrics import FactorVAEScore, MIGScore, ari, factorvae_score, hungarian_accuracy, label_array, mig, nmi, real_code_mi
+from .metrics import (
+    FactorVAEScore, MIGScore, Overlap, ari, class_overlap, factorvae_score, hungarian_accuracy, label_array, mig, nmi, real_code_mi,
+)
 from .modes import evaluating
 from .networks import Networks, build_networks, load_data
 from .protocols import PaperProtocol, PaperScores, paper_scores
@@ -114,12 +116,14 @@ def _q_outputs(q_predict: QPredict, images: torch.Tensor, batch_size: int, devic
 
 @dataclass
 class CategoricalScore:
-    """One categorical code's argmax on real images against their labels; ``mapping``: code value -> class."""
+    """One categorical code's argmax on real images against their labels; ``mapping``: code value -> class
+    (Hungarian-matched); ``overlap``: the classes that share a value, and the values no class holds."""
 
     accuracy: float
     nmi: float
     ari: float
     mapping: dict[int, int]
+    overlap: Overlap
 
 
 def categorical_scores(
@@ -146,7 +150,8 @@ def _scores_of_logits(cat_logits: tuple[torch.Tensor, ...], labels: Any, spec: L
     for code, logits in zip(spec.categorical, cat_logits):
         pred = logits.argmax(1).numpy()
         accuracy, mapping = hungarian_accuracy(pred, labels)
-        scores[code.name] = CategoricalScore(accuracy, nmi(pred, labels), ari(pred, labels), mapping)
+        overlap = class_overlap(pred, labels, code.num_classes)
+        scores[code.name] = CategoricalScore(accuracy, nmi(pred, labels), ari(pred, labels), mapping, overlap)
     return scores
 
 

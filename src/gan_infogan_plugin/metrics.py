@@ -96,6 +96,29 @@ def hungarian_accuracy(pred: ArrayLike, labels: ArrayLike) -> tuple[float, dict[
     return accuracy, {int(codes[r]): int(classes[c]) for r, c in zip(rows, cols)}
 
 
+@dataclass
+class Overlap:
+    """Where a categorical code mixes or splits the classes, read from each class's majority code value.
+
+    merged: code value -> the classes (two or more) whose images it takes most of (those classes have
+    no value of their own); spare: code value -> the class it holds most of, for values that are no
+    class's majority (typically a second style of a split class); unused: values never predicted.
+    """
+
+    merged: dict[int, list[int]]
+    spare: dict[int, int]
+    unused: list[int]
+
+
+def class_overlap(pred: ArrayLike, labels: ArrayLike, num_values: int) -> Overlap:
+    """:class:`Overlap` of code values ``pred`` (N,) in ``range(num_values)`` with the ``labels`` (N,)."""
+    table, values, classes = contingency(pred, labels)
+    majority = table.argmax(0)  # for each class, the row of the value most of its images get
+    merged = {int(values[r]): [int(c) for c in classes[majority == r]] for r in np.unique(majority) if (majority == r).sum() > 1}
+    spare = {int(values[r]): int(classes[table[r].argmax()]) for r in range(len(values)) if r not in majority}
+    return Overlap(merged, spare, sorted(set(range(num_values)) - {int(v) for v in values}))
+
+
 def nmi(pred: ArrayLike, labels: ArrayLike) -> float:
     """Normalised mutual information, I / ((H(pred) + H(labels)) / 2); 1 for two identical partitions."""
     table, _, _ = contingency(pred, labels)

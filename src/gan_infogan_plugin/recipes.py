@@ -157,6 +157,7 @@ class TrainerConfig:
     eval_every: int = _at_least(0, 0)
     checkpoint_every: int = _at_least(0, 1000)
     g_steps: int = _at_least(1, 1)  # G updates per step: the first on the fakes D scored, the others on fresh codes
+    fresh_codes: bool = False  # every G update on codes and fakes of its own, the first too (D's fakes are not reused)
     skip_nonfinite: bool = False
     compile: bool = False
     channels_last: bool = False

@@ -56,8 +56,10 @@ class Batch:
 
     real: (N, C, H, W) in [-1, 1]; codes: the noise and codes for N generated images; every image D
     sees is moved by up to ``shift`` pixels, the offsets drawn from ``moves`` (None: no shift).
-    more_codes: codes for G updates after the first (``trainer.g_steps`` > 1), each G(z, c) drawn anew;
-    the first G update trains on the fakes D has just scored, as DCGAN's loop does.
+    g_codes: codes for G's updates that draw images of their own, one G(z, c) per entry. With
+    ``reuse_fakes`` (DCGAN's loop) G's first update trains on the fakes D has just scored and
+    ``g_codes`` serve the further ones (``trainer.g_steps`` > 1); without it every G update draws
+    its own (``trainer.fresh_codes``), and D's fakes are made without G's graph.
     """
 
     step: int
@@ -65,7 +67,12 @@ class Batch:
     codes: LatentBatch
     shift: int = 0
     moves: torch.Generator | None = None
-    more_codes: tuple[LatentBatch, ...] = ()
+    g_codes: tuple[LatentBatch, ...] = ()
+    reuse_fakes: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.reuse_fakes or self.g_codes):
+            raise ValueError("Batch: without reuse_fakes, G's updates need codes of their own (g_codes)")
 
 
 @dataclass
@@ -166,10 +173,11 @@ class StepResult:
 def train_step(
     fabric: "Fabric", gan: GAN, batch: Batch, regularizers: Sequence[Regularizer] = (), skip_nonfinite: bool = False
 ) -> StepResult:
-    """One D+Q update and ``1 + len(batch.more_codes)`` G updates on ``batch``; ``regularizers`` active at
-    ``batch.step`` add their terms to each."""
+    """One D+Q update and ``batch.reuse_fakes + len(batch.g_codes)`` G updates on ``batch``; ``regularizers``
+    active at ``batch.step`` add their terms to each."""
     active = [r for r in regularizers if batch.step >= r.start]
-    fake = gan.generator(batch.codes.flat)
+    with torch.set_grad_enabled(batch.reuse_fakes):  # G's graph only where G's update will use these fakes
+        fake = gan.generator(batch.codes.flat)
 
     def seen(images: torch.Tensor) -> torch.Tensor:  # what D sees; the order of calls draws the shifts
         return random_shift(images, batch.shift, batch.moves)
@@ -194,7 +202,7 @@ def train_step(
 
     # G: one D pass over the fakes gives both the GAN loss and Q's reading for the regularizers.
     with _fixed(fabric, gan.discriminator):
-        for codes in (batch.codes, *batch.more_codes):
+        for codes in ((batch.codes,) if batch.reuse_fakes else ()) + batch.g_codes:
             images = fake if codes is batch.codes else gan.generator(codes.flat)
             gan.optimizer_g.zero_grad(set_to_none=True)
             verdict, q = _judge(gan, seen(images))

@@ -236,11 +236,12 @@ class _Loop:
             real = real.contiguous(memory_format=torch.channels_last)
         spec = self.recipe.codes
         codes = spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
-        more = tuple(spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, MORE_NOISE_STREAM + i, device))
-                     for i in range(t.g_steps - 1))  # trainer.g_steps: G's further updates train on fresh codes
+        fresh = t.g_steps if t.fresh_codes else t.g_steps - 1  # G updates that draw codes of their own
+        g_codes = tuple(spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, MORE_NOISE_STREAM + i, device))
+                        for i in range(fresh))
         shift = self.recipe.augment.shift  # D sees every image, real or fake, moved by a random shift (none at 0)
         moves = stream_generator(t.seed, rank, step, AUGMENT_STREAM, device) if shift else None
-        return Batch(step, real, codes, shift, moves, more)
+        return Batch(step, real, codes, shift, moves, g_codes, reuse_fakes=not t.fresh_codes)
 
     def count(self, step: int, result: StepResult) -> int:
         """Book one finished step (skipped updates, the first non-finite loss, the bar); the steps done."""

@@ -26,7 +26,7 @@ from ..errors import UserError
 # and the shifts of D's inputs (recipe.augment).
 DATA_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
 CONTRASTIVE_STREAM = 3  # InfoGAN-CR's image pairs (contrastive_term.ContrastiveTerm)
-MORE_NOISE_STREAM = 4  # codes of G's further updates (trainer.g_steps > 1): streams 4, 5, ...
+MORE_NOISE_STREAM = 4  # codes of the G updates that draw their own (g_steps > 1, fresh_codes): streams 4, 5, ...
 
 
 @dataclass(frozen=True)
