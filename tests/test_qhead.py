@@ -26,6 +26,31 @@ def test_paper_shape():
     assert layers[3].out_features == 10 + 2 * 2
 
 
+def test_infogan_cr_shape_spectral_norm_without_batchnorm():
+    """InfoGAN-CR's Q: FC 128 - LeakyReLU(0.2) - FC, spectral norm on both, no BatchNorm; sized lazily by
+    wrap, whose Q then has a largest singular value of 1 in each layer (after the power iterations settle)."""
+    q = QHead(SPEC, in_features=64, batchnorm=False, spectral_norm=True, negative_slope=0.2)
+    first, act, last = q.net
+    assert isinstance(act, nn.LeakyReLU) and act.negative_slope == 0.2
+    assert all(nn.utils.parametrize.is_parametrized(layer, "weight") for layer in (first, last))
+    g, d = Generator(SPEC.input_dim, 3, width=8), Discriminator(3, width=8)
+    info = InfoGAN.wrap(g, d, SPEC, layer="main.10", batchnorm=False, spectral_norm=True)
+    layers = [info.q_head.net[0], info.q_head.net[-1]]
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in info.q_head.modules())
+    assert all(nn.utils.parametrize.is_parametrized(layer, "weight") for layer in layers)
+    names = {name for name, _ in d.named_parameters()}  # Q's weights, as parametrized, are D's parameters
+    assert any(name.endswith("net.0.parametrizations.weight.original") for name in names)
+    for _ in range(30):  # power iteration runs in training mode, one step a pass
+        d(g(SPEC.sample(4).flat))
+        info.q_head()
+    for layer in layers:
+        assert torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item() == pytest.approx(1.0, abs=0.02)
+    state = d.state_dict()
+    again = Discriminator(3, width=8)
+    InfoGAN.wrap(Generator(SPEC.input_dim, 3, width=8), again, SPEC, layer="main.10", batchnorm=False, spectral_norm=True)
+    again.load_state_dict(state)  # a checkpoint of D with this Q loads into D wrapped the same way
+
+
 def test_unknown_layer_lists_valid_names():
     with pytest.raises(ValueError, match=r"no layer 'main.99'.*main\.10"):
         QHead.attach(Discriminator(3, width=8), "main.99", SPEC)

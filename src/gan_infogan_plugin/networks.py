@@ -64,7 +64,8 @@ def build_networks(recipe: Recipe) -> Networks:
         info = InfoGAN.wrap(
             generator, discriminator, spec, q.layer or model.q_layer, recipe.regularizer.lambda_cat,
             recipe.regularizer.lambda_cont, image_input=False, hidden=q.hidden, fixed_std=q.fixed_std,
-            detach_trunk=q.detach_trunk,
+            detach_trunk=q.detach_trunk, batchnorm=q.batchnorm, spectral_norm=q.spectral_norm,
+            negative_slope=q.negative_slope,
         )
     except ValueError as exc:
         raise UserError(f"{recipe.origin}: q_head.layer: {exc}") from None

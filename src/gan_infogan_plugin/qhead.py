@@ -91,7 +91,10 @@ class QHead(nn.Module):
 
     The paper's shape by default: FC ``hidden`` - BatchNorm - LeakyReLU(0.1) - FC. Conv feature
     maps are flattened. ``in_features=None`` infers the input size at the first call.
-    ``fixed_std=True`` predicts only the Gaussian means (sigma = 1).
+    ``fixed_std=True`` predicts only the Gaussian means (sigma = 1). ``batchnorm=False`` drops the
+    BatchNorm and ``spectral_norm=True`` puts spectral norm on both FC layers (InfoGAN-CR's Q: FC 128 -
+    LeakyReLU(0.2) - FC, spectral norm, no BatchNorm); with ``in_features=None`` the norm is added
+    once the first layer is sized (:meth:`materialize`, which :meth:`InfoGAN.wrap` runs).
 
     ``detach_trunk=True`` keeps the MI term from training the shared discriminator layers: when the
     discriminator's input needs no gradient (D's update, on real or ``fake.detach()``), Q reads
@@ -107,16 +110,22 @@ class QHead(nn.Module):
         in_features: int | None = None,
         negative_slope: float = 0.1,
         detach_trunk: bool = False,
+        batchnorm: bool = True,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.fixed_std = fixed_std
         self.detach_trunk = detach_trunk
+        self.spectral_norm = spectral_norm
         self._sizes = [c.num_classes for c in spec.categorical]
         n_cont = len(spec.continuous)
         out = sum(self._sizes) + n_cont * (1 if fixed_std else 2)
         first = nn.Linear(in_features, hidden) if in_features else nn.LazyLinear(hidden)
-        self.net = nn.Sequential(first, nn.BatchNorm1d(hidden), nn.LeakyReLU(negative_slope), nn.Linear(hidden, out))
+        norm = [nn.BatchNorm1d(hidden)] if batchnorm else []
+        self.net = nn.Sequential(first, *norm, nn.LeakyReLU(negative_slope), nn.Linear(hidden, out))
+        if in_features:
+            self._add_spectral_norm()
         self.features: torch.Tensor | None = None
         self.captured_with_grad = False  # whether autograd recorded the pass that produced ``features``
         self._input_needs_grad = False
@@ -140,7 +149,7 @@ class QHead(nn.Module):
         if self.detach_trunk and not (self._handles and self._input_needs_grad):
             features = features.detach()
         # Q's dtype: a no-op unless D ran under autocast (features in half precision, Q in float32).
-        out = self.net(features.flatten(1).to(self.net[-1].weight.dtype))
+        out = self.net(features.flatten(1).to(self.net[-1].bias.dtype))
         n_cat = sum(self._sizes)
         n_cont = len(self.spec.continuous)
         cat_logits = tuple(torch.split(out[:, :n_cat], self._sizes, dim=1)) if self._sizes else ()
@@ -259,3 +268,13 @@ class QHead(nn.Module):
                 self()
         finally:
             self.features = None
+        self._add_spectral_norm()
+
+    def _add_spectral_norm(self) -> None:
+        """With ``spectral_norm``, torch's spectral norm on both FC layers, once they are sized (once)."""
+        if not self.spectral_norm:
+            return
+        for layer in (self.net[0], self.net[-1]):
+            sized = not isinstance(layer, nn.modules.lazy.LazyModuleMixin)  # a LazyLinear becomes a Linear once sized
+            if sized and not nn.utils.parametrize.is_parametrized(layer, "weight"):
+                nn.utils.parametrizations.spectral_norm(layer)

@@ -87,6 +87,9 @@ class QHeadConfig:
     fixed_std: bool = False
     detach_trunk: bool = False
     layer: str = ""
+    batchnorm: bool = True  # FC - BatchNorm - LeakyReLU - FC (the InfoGAN paper's); false: no BatchNorm
+    spectral_norm: bool = False  # spectral norm on Q's two FC layers (InfoGAN-CR's Q)
+    negative_slope: float = _at_least(0.0, 0.1)  # Q's LeakyReLU
 
 
 @dataclass

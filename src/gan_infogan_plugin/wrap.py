@@ -96,7 +96,8 @@ class InfoGAN:
         also when ``discriminator`` is ``torch.compile``'d. ``image_input``: the generator takes
         (N, input_dim, 1, 1) (DCGAN style) rather than (N, input_dim). One eval-mode pass of G and D
         on two samples checks G against the spec and creates Q's parameters on D's device and
-        dtype. ``q_kwargs`` go to :class:`QHead` (``hidden``, ``fixed_std``, ``detach_trunk``).
+        dtype. ``q_kwargs`` go to :class:`QHead` (``hidden``, ``fixed_std``, ``detach_trunk``,
+        ``batchnorm``, ``spectral_norm``, ``negative_slope``).
         On any error D is left as it was.
         """
         spec = LatentCodeSpec.parse(spec) if isinstance(spec, str) else spec

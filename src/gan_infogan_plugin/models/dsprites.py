@@ -7,7 +7,8 @@
 - D: the trunk of :func:`~gan_infogan_plugin.contrastive.cr_trunk` (4x4 stride-2 convolutions 32,
   32, 64, 64 and FC 128, LeakyReLU(0.2), spectral norm on every layer, no BatchNorm), then FC 1 with
   spectral norm. Q reads the trunk's output, ``trunk.10`` (N, 128); the authors' Q is FC 128 -
-  LeakyReLU - FC on it (``q_head.hidden = 128``; this package's QHead adds a BatchNorm).
+  LeakyReLU(0.2) - FC on it with spectral norm and no BatchNorm (the dSprites recipes' ``[q_head]``:
+  ``hidden = 128``, ``batchnorm = false``, ``spectral_norm = true``, ``negative_slope = 0.2``).
 
 Image range: the paper's images are in [0, 1], the runner's in [-1, 1]. G ends in 2 sigmoid(x) - 1
 and D first maps its input back with (x + 1) / 2, so both networks compute the paper's functions of
