@@ -2,9 +2,9 @@
 
     python benchmarks/runner.py [--steps 300] [--repeats 2] [--threads N] [--data ../shared/data/mnist]
 
-Both train the infogan-mnist recipe's networks, batch, optimisers, MI term and shift of D's inputs
-on the real MNIST test set (10,000 digits, torchvision raw layout) for the same number of steps, on
-this machine's CPU with the same thread count. The runner runs as users run it (in-process `train`,
+Both train the infogan-mnist recipe's networks, batch, optimisers, MI term, shift of D's inputs and
+fakes for G's update (``trainer.fresh_codes``) on the real MNIST test set (10,000 digits, torchvision
+raw layout) for the same number of steps, on this machine's CPU with the same thread count. The runner runs as users run it (in-process `train`,
 progress bar off because there is no terminal, metrics every `log_every` steps, a traversal grid per
 code and a checkpoint every `--every` steps, safetensors at the end); the bare loop is the ten-line
 loop a user would write, with batches drawn by indexing one in-memory tensor and the runner's CPU
@@ -76,13 +76,17 @@ def run_bare(args: argparse.Namespace) -> tuple[float, float]:
             steady = time.perf_counter()
         real = images[torch.randint(len(images), (t.batch_size,))]
         codes = info.sample(t.batch_size)
-        fake = g(codes.flat)
+        with torch.set_grad_enabled(not t.fresh_codes):  # the recipe's trainer.fresh_codes: G trains on fakes of its own
+            fake = g(codes.flat)
         opt_d.zero_grad()
         loss_d = F.binary_cross_entropy_with_logits(d(random_shift(real, shift)), ones)
         loss_d = loss_d + F.binary_cross_entropy_with_logits(d(random_shift(fake.detach(), shift)), zeros) + info.mi(codes).loss
         loss_d.backward()
         opt_d.step()
         opt_g.zero_grad()
+        if t.fresh_codes:
+            codes = info.sample(t.batch_size)
+            fake = g(codes.flat)
         loss_g = F.binary_cross_entropy_with_logits(d(random_shift(fake, shift)), ones) + info.mi(codes).loss
         loss_g.backward()
         opt_g.step()

@@ -44,7 +44,10 @@ def test_paper_settings():
     assert str(load_recipe("infogan-faces").codes) == "noise:128,cont:5"
     assert not load_recipe("dcgan-mnist").regularizer.enabled
     baseline, info = load_recipe("dcgan-mnist").to_dict(), load_recipe("infogan-mnist").to_dict()
-    assert baseline["model"] == info["model"] and baseline["codes"] == info["codes"]
+    same = ("model", "codes", "data", "augment", "optim", "trainer")  # the baseline is infogan-mnist without Q
+    assert {key: baseline[key] for key in same} == {key: info[key] for key in same}
+    # every G update on fresh codes, 5,000 steps (issue 13)
+    assert load_recipe("infogan-mnist").trainer.fresh_codes and load_recipe("infogan-mnist").trainer.max_steps == 5000
 
 
 def test_defaults_and_overrides():
