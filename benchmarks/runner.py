@@ -4,8 +4,9 @@
 
 Both train the infogan-mnist recipe's networks, batch, optimisers, MI term, shift of D's inputs and
 fakes for G's update (``trainer.fresh_codes``) on the real MNIST test set (10,000 digits, torchvision
-raw layout) for the same number of steps, on this machine's CPU with the same thread count. The runner runs as users run it (in-process `train`,
-progress bar off because there is no terminal, metrics every `log_every` steps, a traversal grid per
+raw layout) for the same number of steps, on this machine's CPU with the same thread count. The
+runner runs as users run it (in-process `train`, progress bar off because there is no terminal,
+metrics every `log_every` steps, a traversal grid per
 code and a checkpoint every `--every` steps, safetensors at the end); the bare loop is the ten-line
 loop a user would write, with batches drawn by indexing one in-memory tensor and the runner's CPU
 settings (fused Adam, denormals flushed to zero). Times are wall clock from the call to the return
