@@ -156,8 +156,9 @@ def scores(folder: Path) -> dict[str, float] | None:
     paper, lib = result.get("disentanglement_paper", {}), result["disentanglement"]
     minutes = {name: float((folder / f"{name}_seconds").read_text()) / 60 if (folder / f"{name}_seconds").is_file()
                else float("nan") for name in ("wall", "cpu")}
+    gaps = " / ".join(f"{gap:.2f}" for gap in paper.get("mig_gaps", {}).values())
     return {"step": result["step"], "fvae": paper.get("factorvae", float("nan")), "mig": paper.get("mig", float("nan")),
-            "lib_fvae": lib["factorvae_eval"], "lib_mig": lib["mig"], **minutes}
+            "lib_fvae": lib["factorvae_eval"], "lib_mig": lib["mig"], "gaps": gaps, **minutes}
 
 
 def select(folder: Path, options: list[str]) -> str | None:
@@ -171,14 +172,15 @@ def select(folder: Path, options: list[str]) -> str | None:
 
 
 def table(out: Path, select_options: list[str]) -> str:
-    rows = ["| arm | seed | steps | FactorVAE (paper) | MIG (paper) | FactorVAE (dlib) | MIG (dlib) | wall min | CPU min |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| arm | seed | steps | FactorVAE (paper) | MIG (paper) | MIG gaps (paper): shape / scale / rotation / x / y "
+            "| FactorVAE (dlib) | MIG (dlib) | wall min | CPU min |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for arm in ARMS:
         folder = out / arm
         results = {p: s for p in sorted(folder.glob("seed-*")) if (s := scores(p))}
         for path, s in results.items():
-            rows.append(f"| {arm} | {path.name.split('-')[1]} | {s['step']} | {s['fvae']:.3f} | {s['mig']:.3f} | "
+            rows.append(f"| {arm} | {path.name.split('-')[1]} | {s['step']} | {s['fvae']:.3f} | {s['mig']:.3f} | {s['gaps']} | "
                         f"{s['lib_fvae']:.3f} | {s['lib_mig']:.3f} | {s['wall']:.1f} | {s['cpu']:.1f} |")
         if not results:
             continue

@@ -13,8 +13,11 @@ from gan_infogan_plugin import LatentCodeSpec
 from gan_infogan_plugin.batchnorm import recalibrate, recalibrated
 from gan_infogan_plugin.cli import app
 from gan_infogan_plugin.evaluate import load_run
+from gan_infogan_plugin.export import load_generator
 from gan_infogan_plugin.regularizer import MIRegularizer
 from gan_infogan_plugin.train import EVAL_IN_TRAINING
+
+from conftest import run_shapes
 
 
 def test_recalibrate_averages_the_batch_statistics_of_generated_batches():
@@ -96,7 +99,29 @@ def test_eval_reads_q_as_training_does(trained_run, tmp_path):
     """`gan-recipes eval`'s MI bound per code (G, D and Q in eval mode) against training mode on the same codes."""
     report = tmp_path / "eval.json"
     result = CliRunner().invoke(app, ["eval", str(trained_run), "--real", "0", "--generated", "1024", "--points", "64",
-                                      "--votes", "2", "--json", str(report)])
+                                      "--votes", "2", "--paper-groups", "0", "--json", str(report)])
     assert result.exit_code == 0, result.output
     in_eval_mode = {code: v["mi"] for code, v in json.loads(report.read_text())["mi"].items()}
     assert_close(in_eval_mode, mi_in_training_mode(trained_run, 1024))
+
+
+@pytest.mark.parametrize("bn_batches", [3, 0])
+def test_a_finished_run_sets_batchnorm_from_bn_batches_generated_batches(bn_batches, tmp_path):
+    """trainer.bn_batches = N: the checkpoint's and the exported G's BatchNorm statistics are the plain average
+    of N generated batches (N batches tracked); 0 keeps the moving averages of training (2 steps: G's layers
+    saw one pass per step, D's layers more)."""
+    torch.set_num_threads(1)
+    result = run_shapes(tmp_path / "run", 2, "trainer.sample_every=0", "trainer.checkpoint_every=0",
+                        f"trainer.bn_batches={bn_batches}")
+    assert result.exit_code == 0, result.output
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    tracked = {f"{net}.{key}": int(value) for net in ("generator", "discriminator")
+               for key, value in checkpoint[net].items() if key.endswith("num_batches_tracked")}
+    assert any(key.startswith("generator.") for key in tracked) and any(key.startswith("discriminator.") for key in tracked)
+    if bn_batches:
+        assert set(tracked.values()) == {bn_batches}, tracked
+    else:
+        assert all(n == 2 for key, n in tracked.items() if key.startswith("generator.")), tracked
+        assert all(n > 2 for key, n in tracked.items() if key.startswith("discriminator.")), tracked  # real and fake passes
+    exported = load_generator(tmp_path / "run" / "generator.safetensors").generator.state_dict()
+    assert all(torch.equal(exported[k], checkpoint["generator"][k].to(exported[k].dtype)) for k in exported if "running" in k)

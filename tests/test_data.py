@@ -111,7 +111,7 @@ def image_folder(root: Path, n: int, size: tuple[int, int], mode: str = "RGB", n
 
 def run(recipe: str, tmp_path: Path, *sets: str, steps: int = 2):
     options = ["trainer.batch_size=4", "trainer.sample_noise=1", "trainer.sample_every=0", "trainer.log_every=1",
-               "trainer.checkpoint_every=0", "data.download=false", "data.num_workers=0", *sets]
+               "trainer.checkpoint_every=0", "trainer.bn_batches=1", "data.download=false", "data.num_workers=0", *sets]
     args = ["run", recipe, "--max-steps", str(steps), "--out", str(tmp_path / "run"), "--no-progress"]
     return CliRunner().invoke(app, args + [a for s in options for a in ("--set", s)])
 

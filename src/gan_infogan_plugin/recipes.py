@@ -19,6 +19,8 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
                   channels_last = false, accelerator = "auto", devices = 1, strategy = "auto",
                   num_nodes = 1, precision = "32-true", skip_nonfinite = false,
+                  bn_batches = 16 (generated batches of 256 whose statistics become BatchNorm's
+                  running statistics at the end of the run, batchnorm.recalibrate; 0: none),
                   eval_every = 0 (off; else evaluate.evaluate_networks every N steps, logged as eval/...)
 
 Recipes are found by registered name (entry-point group ``gan_recipes.recipes``; each entry names a
@@ -162,6 +164,7 @@ class TrainerConfig:
     g_steps: int = _at_least(1, 1)  # G updates per step: the first on the fakes D scored, the others on fresh codes
     fresh_codes: bool = False  # every G update on codes and fakes of its own, the first too (D's fakes are not reused)
     skip_nonfinite: bool = False
+    bn_batches: int = _at_least(0, 16)  # generated batches of 256 that set BatchNorm's statistics at the end (0: keep the moving averages)
     compile: bool = False
     channels_last: bool = False
     accelerator: str = "auto"

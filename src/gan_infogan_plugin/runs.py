@@ -56,7 +56,7 @@ RESUMABLE = {
     "data.download",
     "data.num_workers",
     *(f"trainer.{k}" for k in ("max_steps", "log_every", "sample_every", "sample_noise", "checkpoint_every",
-                               "eval_every", "skip_nonfinite", "accelerator", "devices", "strategy", "num_nodes")),
+                               "eval_every", "skip_nonfinite", "bn_batches", "accelerator", "devices", "strategy", "num_nodes")),
 }
 # What a checkpoint must hold for gan-recipes to read it.
 CHECKPOINT_KEYS = ("generator", "discriminator", "step")

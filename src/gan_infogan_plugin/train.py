@@ -122,8 +122,8 @@ def _fit(fabric: Fabric, recipe: Recipe, run: RunDir, resume: bool, force: bool,
             loop.confirm_checkpoint()  # the checkpoint held back at the step before: its weights gave finite losses
             if done % t.log_every == 0 or done == t.max_steps:
                 loop.log(done, result)
-            if done == t.max_steps:  # the last grids, checkpoint and generator are read in eval mode (batchnorm.py)
-                recalibrate(loop.generator, gan.discriminator.module, recipe.codes, seed=t.seed)
+            if done == t.max_steps and t.bn_batches:  # the last grids, checkpoint and generator are read in eval mode (batchnorm.py)
+                recalibrate(loop.generator, gan.discriminator.module, recipe.codes, batches=t.bn_batches, seed=t.seed)
             if t.sample_every and done % t.sample_every == 0:
                 loop.sample(done)
             if t.eval_every and done % t.eval_every == 0:
