@@ -162,9 +162,10 @@ def scores(folder: Path) -> dict[str, float] | None:
 
 
 def select(folder: Path, options: list[str]) -> str | None:
-    """``gan-recipes select`` over the arm's evaluated runs; the picked run folder."""
+    """``gan-recipes select`` over the arm's evaluated runs; the picked run folder (None under three
+    runs: two runs' symmetrised agreement is one number, so ModelCentrality ties and picks nothing)."""
     runs = sorted(str(p) for p in folder.glob("seed-*") if (p / "eval.json").is_file())
-    if len(runs) < 2:
+    if len(runs) < 3:
         return None
     target = folder / "select.json"
     subprocess.run([*CLI, "select", *runs, "--json", str(target), "--force", *options], check=True, stdout=subprocess.DEVNULL)
