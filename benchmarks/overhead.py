@@ -23,6 +23,7 @@ import torch
 from lightning_fabric import Fabric
 
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec, registry
+from gan_infogan_plugin.cpu import keep_freed_memory
 from gan_infogan_plugin.step import GAN, Batch, MITerm, train_step
 
 CASES = {"mnist": "noise:62,cat:10,cont:2", "svhn": "noise:124,cat:10x4,cont:4"}
@@ -50,11 +51,13 @@ def make_step(model_name: str, spec: LatentCodeSpec, batch: int, info_gan: bool)
     return step
 
 
-def timed(step) -> tuple[float, float]:
-    """Wall and CPU seconds of one call."""
+def timed(step) -> tuple[float, float, int]:
+    """Wall and CPU seconds of one call, and the page faults it caused (fresh memory from the kernel)."""
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     wall, cpu = time.perf_counter(), time.process_time()
     step()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
 
 
 def main() -> None:
@@ -63,12 +66,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--malloc-defaults", action="store_true",
+                        help="leave the C library's allocator as it is (to measure what keep_freed_memory saves)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as the runner does on CPU: Adam on denormal floats is many times slower
+    # The runner's CPU settings (gan_infogan_plugin.cpu): denormals flushed, freed memory kept in the process.
+    torch.set_flush_denormal(True)
+    kept = not args.malloc_defaults and keep_freed_memory()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"median of {args.repeats} alternating steps after {args.warmup} warm-up")
-    print(f"{'nets':<8}{'GAN ms/step':>14}{'InfoGAN ms/step':>18}{'ratio':>9}{'GAN CPU ms':>13}{'InfoGAN CPU ms':>17}{'CPU ratio':>11}")
+          f"median of {args.repeats} alternating steps after {args.warmup} warm-up, freed memory kept: {kept}")
+    print(f"{'nets':<8}{'GAN ms/step':>14}{'InfoGAN ms/step':>18}{'ratio':>9}{'GAN CPU ms':>13}{'InfoGAN CPU ms':>17}{'CPU ratio':>11}{'faults/step':>13}")
     for name, text in CASES.items():
         spec = LatentCodeSpec.parse(text)
         gan, infogan = make_step(name, spec, args.batch, False), make_step(name, spec, args.batch, True)
@@ -78,8 +85,9 @@ def main() -> None:
         for _ in range(args.repeats):
             t_gan.append(timed(gan))
             t_info.append(timed(infogan))
-        (a, ca), (b, cb) = ([statistics.median(column) for column in zip(*t)] for t in (t_gan, t_info))
-        print(f"{name:<8}{a * 1e3:>14.1f}{b * 1e3:>18.1f}{b / a:>9.3f}{ca * 1e3:>13.1f}{cb * 1e3:>17.1f}{cb / ca:>11.3f}")
+        (a, ca, fa), (b, cb, fb) = ([statistics.median(column) for column in zip(*t)] for t in (t_gan, t_info))
+        print(f"{name:<8}{a * 1e3:>14.1f}{b * 1e3:>18.1f}{b / a:>9.3f}{ca * 1e3:>13.1f}{cb * 1e3:>17.1f}{cb / ca:>11.3f}"
+              f"{(fa + fb) / 2:>13.0f}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

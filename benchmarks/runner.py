@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_infogan_plugin import InfoGAN, random_shift, registry
+from gan_infogan_plugin.cpu import keep_freed_memory
 from gan_infogan_plugin.recipes import load_recipe
 from gan_infogan_plugin.train import train
 
@@ -104,7 +105,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # the runner's CPU setting, for both loops
+    torch.set_flush_denormal(True)  # the runner's CPU settings (gan_infogan_plugin.cpu), for both loops
+    keep_freed_memory()
     batch = load_recipe("infogan-mnist").trainer.batch_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, infogan-mnist, batch {batch}, "
           f"{args.steps} steps, median of {args.repeats} alternating runs")

@@ -105,7 +105,14 @@ def test_model_centrality_by_hand():
     found = model_centrality([identity] * 3, readers, lambda n, g: spec_codes(spec, n, g), SMALL)
     assert np.allclose(found.scores, [[1, 1, 1], [1, 1, 1], [0.5, 0.5, 0.5]])
     assert np.allclose(found.agreement, [[1, 1, 0.75], [1, 1, 0.75], [0.75, 0.75, 0.5]])
-    assert found.centrality == pytest.approx([0.875, 0.875, 0.75]) and found.pick == 0
+    assert found.centrality == pytest.approx([0.875, 0.875, 0.75]) and found.pick is None  # runs 0 and 1 tie
+    # Runs 1 and 2 both read code 0 only: agreement (0, 1) = (0, 2) = 0.75, (1, 2) = 0.5; run 0 is the pick.
+    half = readers[2]
+    found = model_centrality([identity] * 3, [identity, half, half], lambda n, g: spec_codes(spec, n, g), SMALL)
+    assert found.centrality == pytest.approx([0.75, 0.625, 0.625]) and found.pick == 0
+    # Two runs: each one's centrality is their one agreement, so they always tie.
+    found = model_centrality([identity] * 2, [identity, half], lambda n, g: spec_codes(spec, n, g), SMALL)
+    assert found.centrality == pytest.approx([0.75, 0.75]) and found.pick is None
     with pytest.raises(ValueError, match="at least two"):
         model_centrality([identity], [identity], lambda n, g: spec_codes(spec, n, g), SMALL)
 
@@ -127,7 +134,8 @@ def test_model_centrality_on_tiny_generators_prefers_the_runs_that_agree():
     found = model_centrality([plain, plain, mixed], readers, lambda n, g: spec_codes(spec, n, g), SMALL, seed=5)
     assert np.allclose(np.diag(found.scores), 1.0)
     assert found.scores[2][0] < 0.8 and found.scores[0][2] < 0.8
-    assert found.pick in (0, 1) and found.centrality[2] < min(found.centrality[:2])
+    assert found.centrality[0] == pytest.approx(found.centrality[1]) and found.centrality[2] < found.centrality[0]
+    assert found.pick is None  # runs 0 and 1 are the same run: the top ties
 
 
 def test_spec_codes_round_trip_through_latent_batch():

@@ -31,6 +31,7 @@ def test_select_ranks_the_runs_and_names_the_pick(runs, tmp_path):
     centrality = [(agreement[i].sum() - agreement[i, i]) / 2 for i in range(3)]
     assert np.allclose(centrality, matrix["centrality"]) and [r["centrality"] for r in report["runs"]] == pytest.approx(centrality)
     pick = int(np.argmax(centrality))
+    assert sum(np.isclose(c, centrality[pick], rtol=0, atol=1e-9) for c in centrality) == 1  # else the pick is None
     assert report["pick"] == str(runs[pick]) == report["runs"][matrix["pick"]]["run"]
     assert [r["run"] for r in report["runs"]] == [str(r) for r in runs] and all(r["step"] == 2 for r in report["runs"])
     mi = [r["real_mi"]["c1"] for r in report["runs"]]  # the categorical code, label-free, <= ln 3
@@ -44,6 +45,18 @@ def test_select_ranks_the_runs_and_names_the_pick(runs, tmp_path):
     assert_user_error(again, str(out), "--force")
     same = gan_recipes("select", *reversed(runs), "--real", 0, *SMALL[:6])
     assert same.exit_code == 0 and "MI real" not in same.stdout  # --real 0: ModelCentrality only
+
+
+def test_two_runs_tie_and_select_names_no_pick(runs, tmp_path):
+    out = tmp_path / "two.json"
+    result = gan_recipes("select", *runs[:2], "--json", out, *SMALL)
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["pick"] is None and report["model_centrality"]["pick"] is None
+    assert report["runs"][0]["centrality"] == pytest.approx(report["runs"][1]["centrality"])
+    stdout = " ".join(result.stdout.split())
+    assert "no pick by ModelCentrality: two runs always tie" in stdout and "(pick)" not in stdout
+    assert "highest MI real" in stdout  # MI real still ranks a categorical code
 
 
 def test_select_refuses_bad_inputs(runs, tmp_path):

@@ -402,7 +402,10 @@ def select_command(
                           *(f"{run.real_mi[name]:.3f}" for name in names))
         console = Console()
         console.print(table)
-        console.print(f"pick (ModelCentrality): {escape(selection.runs[selection.pick].run)}")
+        if selection.pick is None:
+            console.print(f"no pick by ModelCentrality: {selection.no_pick_reason()}")
+        else:
+            console.print(f"pick (ModelCentrality): {escape(selection.runs[selection.pick].run)}")
         if selection.best_real_mi is not None:
             console.print(f"highest MI real ({selection.real_images} real images): {escape(selection.runs[selection.best_real_mi].run)}")
         if json_out is not None:

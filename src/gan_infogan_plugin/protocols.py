@@ -37,6 +37,7 @@ from .metrics import MIGScore, mig
 Observe = Callable[[torch.Tensor], torch.Tensor]  # factors (n, F) -> images (n, ...)
 Read = Callable[[torch.Tensor], torch.Tensor]  # images (n, ...) -> codes (n, K)
 SampleFactors = Callable[[int, torch.Generator | None], torch.Tensor]  # n, generator -> factors (n, F)
+TIE = 1e-9  # centralities closer than this are equal (they are means of vote fractions)
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,13 @@ def latent_batch(spec: LatentCodeSpec, codes: torch.Tensor, generator: torch.Gen
 class Centrality:
     """``scores[i][j]``: the paper's FactorVAE of run i's Q on run j's generated groups; ``agreement``:
     (S + S^T) / 2; ``centrality[i]``: run i's mean agreement with the other runs; ``pick``: the most
-    central run."""
+    central run, or None when several share the highest centrality (always with two runs: their one
+    agreement is each one's centrality, so ModelCentrality cannot tell them apart)."""
 
     scores: list[list[float]]
     agreement: list[list[float]]
     centrality: list[float]
-    pick: int
+    pick: int | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -199,4 +201,5 @@ def model_centrality(
         scores[:, j] = [vote_score(table).score for table in tables]
     agreement = (scores + scores.T) / 2
     centrality = (agreement.sum(1) - np.diag(agreement)) / (n - 1)
-    return Centrality(scores.tolist(), agreement.tolist(), centrality.tolist(), int(np.argmax(centrality)))
+    top = np.flatnonzero(np.isclose(centrality, centrality.max(), rtol=0, atol=TIE))
+    return Centrality(scores.tolist(), agreement.tolist(), centrality.tolist(), int(top[0]) if len(top) == 1 else None)

@@ -43,15 +43,22 @@ class RunScore:
 
 @dataclass
 class Selection:
-    """The runs in the order given, the ModelCentrality matrices, the pick (an index into ``runs``)
-    and, for categorical codes, the run with the highest mean MI real (``best_real_mi``)."""
+    """The runs in the order given, the ModelCentrality matrices, the pick (an index into ``runs``; None
+    when the most central runs tie, as two runs always do) and, for categorical codes, the run with the
+    highest mean MI real (``best_real_mi``)."""
 
     runs: list[RunScore]
     centrality: Centrality
-    pick: int
+    pick: int | None
     best_real_mi: int | None
     protocol: PaperProtocol
     real_images: int
+
+    def no_pick_reason(self) -> str:
+        """Why there is no pick (read only when ``pick`` is None)."""
+        if len(self.runs) == 2:
+            return "two runs always tie (their one agreement is each one's centrality): compare three runs or more"
+        return "the most central runs tie"
 
     def ranking(self) -> list[int]:
         """Indices into ``runs``, most central first."""
@@ -60,7 +67,7 @@ class Selection:
     def to_json(self) -> dict[str, Any]:
         return {
             "runs": [asdict(run) for run in self.runs],
-            "pick": self.runs[self.pick].run,
+            "pick": None if self.pick is None else self.runs[self.pick].run,
             "best_real_mi": None if self.best_real_mi is None else self.runs[self.best_real_mi].run,
             "model_centrality": self.centrality.to_dict(),
             "protocol": asdict(self.protocol),

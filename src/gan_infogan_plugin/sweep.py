@@ -533,7 +533,8 @@ def _rank(result: SweepResult, console: Console, previous: dict[str, Any] | None
         "key": key,
         "seeds": seeds,
         "order": [seeds[i] for i in selection.ranking()],
-        "pick": seeds[selection.pick],
+        "pick": None if selection.pick is None else seeds[selection.pick],
+        "no_pick": selection.no_pick_reason() if selection.pick is None else None,
         "best_real_mi": None if selection.best_real_mi is None else seeds[selection.best_real_mi],
         "selection": selection.to_json(),
     }
@@ -568,7 +569,10 @@ def summary_table(result: SweepResult) -> Table:
         table.add_row(*row)
     lines = []
     if rank is not None:
-        lines.append(f"pick (ModelCentrality): seed {rank['pick']}")
+        if rank["pick"] is None:
+            lines.append(f"no pick by ModelCentrality: {rank['no_pick']}")
+        else:
+            lines.append(f"pick (ModelCentrality): seed {rank['pick']}")
         if rank["best_real_mi"] is not None:
             lines.append(f"highest MI real ({rank['selection']['real_images']} real images): seed {rank['best_real_mi']}")
     elif result.rank_note:

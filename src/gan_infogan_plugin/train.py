@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .batchnorm import recalibrate
+from .cpu import cpu_settings
 from .data.base import AUGMENT_STREAM, MORE_NOISE_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
 from .errors import RunInterrupted, UserError, one_line
 from .evaluate import EvalConfig, evaluate_networks
@@ -115,7 +116,7 @@ def _fit(fabric: Fabric, recipe: Recipe, run: RunDir, resume: bool, force: bool,
     loop = _Loop(fabric, recipe, run, nets, gan, regularizers, data, start, progress)
     loop.say(f"run folder: {run.path}" + (f" (resuming at step {start})" if resume else ""))
 
-    with loop.bar, _stop_requests() as stop, _flush_denormals(fabric.device):
+    with loop.bar, _stop_requests() as stop, cpu_settings(fabric.device):
         for step in range(start, t.max_steps):
             result = train_step(fabric, gan, loop.draw(step), regularizers, t.skip_nonfinite)
             done = loop.count(step, result)
@@ -477,20 +478,6 @@ class _StopRequests:
         if flag.item() > 0 and self.signal_name is None:
             self.signal_name = "a signal to another process"
         return flag.item() > 0
-
-
-@contextmanager
-def _flush_denormals(device: torch.device) -> Iterator[None]:
-    """On CPU, denormal floats count as zero inside the block (tiny Adam moments made steps up to 3x
-    slower); torch's default, off, is restored after."""
-    if device.type != "cpu":
-        yield
-        return
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
 
 
 @contextmanager
