@@ -40,9 +40,10 @@ def settings(args: argparse.Namespace) -> list[str]:
             f"trainer.log_every={max(1, min(50, args.steps // 4))}", "trainer.sample_every=0", "trainer.checkpoint_every=0"]
 
 
-def start(args: argparse.Namespace, seed: int, out: Path, threads: int) -> subprocess.Popen:
+def start(recipe_settings: list[str], seed: int, out: Path, threads: int) -> subprocess.Popen:
+    """``gan-recipes run infogan-mnist`` of ``seed`` into ``out/seed-<seed>``, with ``threads`` CPU threads."""
     words = ["run", "infogan-mnist", "--out", str(out / f"seed-{seed}"), "--no-progress"]
-    for setting in [*settings(args), f"trainer.seed={seed}"]:
+    for setting in [*recipe_settings, f"trainer.seed={seed}"]:
         words += ["--set", setting]
     return subprocess.Popen([*CLI, *words], env=child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -67,11 +68,11 @@ def sweep(args: argparse.Namespace, together: bool) -> tuple[float, list[float]]
         out = Path(tmp)
         begin = time.perf_counter()
         if together:
-            for process in [start(args, seed, out, max(1, cores // len(SEEDS))) for seed in SEEDS]:
+            for process in [start(settings(args), seed, out, max(1, cores // len(SEEDS))) for seed in SEEDS]:
                 wait(process)
         else:
             for seed in SEEDS:
-                wait(start(args, seed, out, cores))
+                wait(start(settings(args), seed, out, cores))
         wall = time.perf_counter() - begin
         return wall, [steady_rate(out / f"seed-{seed}") for seed in SEEDS]
 

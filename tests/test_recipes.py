@@ -55,6 +55,8 @@ def test_defaults_and_overrides():
                                                         "optim.d.betas=[0.0, 0.9]", "data.options.count=5"])
     assert recipe.optim.g.lr == 5e-4 and recipe.optim.d.lr == 2e-4
     assert recipe.trainer.precision == "bf16-mixed"  # not TOML: taken as a string
+    assert recipe.trainer.compile_mode == "default"
+    assert load_recipe("infogan-mnist", ["trainer.compile_mode=reduce-overhead"]).trainer.compile_mode == "reduce-overhead"
     assert recipe.data.name == "mnist" and recipe.optim.d.betas == [0.0, 0.9] and recipe.data.options == {"count": 5}
     assert recipe.trainer.batch_size == 64 and recipe.q_head.hidden == 128 and recipe.regularizer.lambda_cont == 0.1
     assert parse_value("3") == 3 and parse_value("true") is True and parse_value("a b") == "a b"
@@ -94,6 +96,8 @@ BAD = [
     ('codes = 5\n[model]\nname = "mnist"\n', "codes: expected a spec string"),
     ('codes = "noise:4"\n[model]\nname = "mnsit"\n', "model.name: unknown model 'mnsit': did you mean mnist?"),
     (MINIMAL + '[data]\nname = "shape"\n', "data.name: unknown data set 'shape': did you mean shapes?"),
+    (MINIMAL + '[trainer]\ncompile_mode = "reduce_overhead"\n',
+     "trainer.compile_mode: unknown torch.compile mode 'reduce_overhead': did you mean reduce-overhead?"),
     (MINIMAL + "[contrastive]\nweight = -1\n", "contrastive.weight: expected a number >= 0.0, got -1.0"),
     (MINIMAL + "[contrastive]\nwieght = 1\n", "unknown key contrastive.wieght: did you mean contrastive.weight?"),
     (MINIMAL + "[contrastive]\ngap_every = 0\n", "contrastive.gap_every: expected a number >= 1, got 0"),

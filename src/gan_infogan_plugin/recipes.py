@@ -17,6 +17,8 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [optim.g]     lr = 1e-3, betas = [0.5, 0.999], weight_decay = 0.0      (and [optim.d], lr = 2e-4)
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
+                  compile_mode = "default" (torch.compile's mode with compile = true: "reduce-overhead"
+                  uses CUDA graphs, "max-autotune", "max-autotune-no-cudagraphs"),
                   channels_last = false, accelerator = "auto", devices = 1, strategy = "auto",
                   num_nodes = 1, precision = "32-true", skip_nonfinite = false,
                   bn_batches = 16 (generated batches of 256 whose statistics become BatchNorm's
@@ -166,6 +168,7 @@ class TrainerConfig:
     skip_nonfinite: bool = False
     bn_batches: int = _at_least(0, 16)  # generated batches of 256 that set BatchNorm's statistics at the end (0: keep the moving averages)
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode (one of COMPILE_MODES) when compile is on
     channels_last: bool = False
     accelerator: str = "auto"
     devices: int = _at_least(1, 1)
@@ -212,6 +215,8 @@ SECTIONS: dict[str, type] = {
     "trainer": TrainerConfig,
 }
 TOP_LEVEL = ("description", "codes", *SECTIONS)
+# torch.compile's modes (its ``mode`` argument; "default" is what ``mode=None`` means).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 # --------------------------------------------------------------------------- validation
@@ -316,6 +321,12 @@ def _check_registered(ctx: _Context, path: str, kind: str, name: str) -> None:
         raise ctx.fail(path, f"unknown {kind[:-1].replace('data', 'data ')} {name!r}: {hint}")
 
 
+def _check_trainer(ctx: _Context, recipe: Recipe) -> None:
+    mode = recipe.trainer.compile_mode
+    if mode not in COMPILE_MODES:
+        raise ctx.fail("trainer.compile_mode", f"unknown torch.compile mode {mode!r}: {did_you_mean(mode, COMPILE_MODES, 'expected one of')}")
+
+
 def _check_contrastive(ctx: _Context, recipe: Recipe) -> None:
     """What InfoGAN-CR's term needs of the codes, and its gap's range (codes are uniform on [-1, 1])."""
     cr, continuous = recipe.contrastive, recipe.codes.continuous
@@ -364,6 +375,7 @@ def parse_recipe(
         if section in raw:
             values[section] = _convert(ctx, section, cls, raw[section], {})
     recipe = Recipe(name=name, origin=origin, **values)
+    _check_trainer(ctx, recipe)
     _check_contrastive(ctx, recipe)
     _check_registered(ctx, "model.name", "models", recipe.model.name)
     _check_registered(ctx, "data.name", "datasets", recipe.data.name)

@@ -176,7 +176,8 @@ def _setup(fabric: Fabric, recipe: Recipe, nets: Networks) -> GAN:
         generator.to(memory_format=torch.channels_last)
         discriminator.to(memory_format=torch.channels_last)
     if recipe.trainer.compile:
-        generator, discriminator = torch.compile(generator), torch.compile(discriminator)
+        mode = recipe.trainer.compile_mode
+        generator, discriminator = torch.compile(generator, mode=mode), torch.compile(discriminator, mode=mode)
     generator, optimizer_g = fabric.setup(generator, optimizer_g)
     discriminator, optimizer_d = fabric.setup(discriminator, optimizer_d)
     return GAN(generator, discriminator, optimizer_g, optimizer_d, has_q=nets.info is not None)
