@@ -1,7 +1,7 @@
 """The runner's CPU settings: what makes a training loop on a CPU as fast as the hardware allows.
 
 :func:`cpu_settings` is the block :func:`~gan_infogan_plugin.train.train` runs its loop in; the
-benchmarks run their bare loops in it too, so that both sides of a comparison get the same settings.
+benchmarks give their bare loops the same two settings, so that both sides of a comparison get them.
 """
 
 from __future__ import annotations

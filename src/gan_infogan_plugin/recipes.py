@@ -322,6 +322,7 @@ def _check_registered(ctx: _Context, path: str, kind: str, name: str) -> None:
 
 
 def _check_trainer(ctx: _Context, recipe: Recipe) -> None:
+    """The trainer's string settings that have a fixed set of values torch does not check early."""
     mode = recipe.trainer.compile_mode
     if mode not in COMPILE_MODES:
         raise ctx.fail("trainer.compile_mode", f"unknown torch.compile mode {mode!r}: {did_you_mean(mode, COMPILE_MODES, 'expected one of')}")
