@@ -32,7 +32,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gan_infogan_plugin import LatentCodeSpec
 from gan_infogan_plugin.recipes import load_recipe
-from gan_infogan_plugin.sweep import CLI, child_env
 from gan_infogan_plugin.train import usable_cores
 
 from overhead import CASES, make_step  # noqa: E402 (a sibling script: python benchmarks/gpu_throughput.py)
