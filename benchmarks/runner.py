@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_infogan_plugin import InfoGAN, random_shift, registry
-from gan_infogan_plugin.cpu import keep_freed_memory
+from gan_infogan_plugin.cpu import cpu_settings
 from gan_infogan_plugin.recipes import load_recipe
 from gan_infogan_plugin.train import train
 
@@ -73,25 +73,26 @@ def run_bare(args: argparse.Namespace) -> tuple[float, float]:
     opt_g = torch.optim.Adam(g.parameters(), lr=recipe.optim.g.lr, betas=tuple(recipe.optim.g.betas), fused=True)
     opt_d = torch.optim.Adam(info.discriminator_parameters(), lr=recipe.optim.d.lr, betas=tuple(recipe.optim.d.betas), fused=True)
     ones, zeros, shift = torch.ones(t.batch_size), torch.zeros(t.batch_size), recipe.augment.shift
-    for step in range(t.max_steps):
-        if step == t.log_every:
-            steady = time.perf_counter()
-        real = images[torch.randint(len(images), (t.batch_size,))]
-        codes = info.sample(t.batch_size)
-        with torch.set_grad_enabled(not t.fresh_codes):  # the recipe's trainer.fresh_codes: G trains on fakes of its own
-            fake = g(codes.flat)
-        opt_d.zero_grad()
-        loss_d = F.binary_cross_entropy_with_logits(d(random_shift(real, shift)), ones)
-        loss_d = loss_d + F.binary_cross_entropy_with_logits(d(random_shift(fake.detach(), shift)), zeros) + info.mi(codes).loss
-        loss_d.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        if t.fresh_codes:
+    with cpu_settings(torch.device("cpu")):  # the runner's CPU block (train() leaves it when it returns)
+        for step in range(t.max_steps):
+            if step == t.log_every:
+                steady = time.perf_counter()
+            real = images[torch.randint(len(images), (t.batch_size,))]
             codes = info.sample(t.batch_size)
-            fake = g(codes.flat)
-        loss_g = F.binary_cross_entropy_with_logits(d(random_shift(fake, shift)), ones) + info.mi(codes).loss
-        loss_g.backward()
-        opt_g.step()
+            with torch.set_grad_enabled(not t.fresh_codes):  # the recipe's trainer.fresh_codes: G trains on fakes of its own
+                fake = g(codes.flat)
+            opt_d.zero_grad()
+            loss_d = F.binary_cross_entropy_with_logits(d(random_shift(real, shift)), ones)
+            loss_d = loss_d + F.binary_cross_entropy_with_logits(d(random_shift(fake.detach(), shift)), zeros) + info.mi(codes).loss
+            loss_d.backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            if t.fresh_codes:
+                codes = info.sample(t.batch_size)
+                fake = g(codes.flat)
+            loss_g = F.binary_cross_entropy_with_logits(d(random_shift(fake, shift)), ones) + info.mi(codes).loss
+            loss_g.backward()
+            opt_g.step()
     end = time.perf_counter()
     return end - start, (t.max_steps - t.log_every) * t.batch_size / (end - steady)
 
@@ -105,8 +106,6 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # the runner's CPU settings (gan_infogan_plugin.cpu), for both loops
-    keep_freed_memory()
     batch = load_recipe("infogan-mnist").trainer.batch_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, infogan-mnist, batch {batch}, "
           f"{args.steps} steps, median of {args.repeats} alternating runs")
