@@ -222,10 +222,35 @@ def test_bad_runs_and_a_busy_port_are_user_errors(runs, tmp_path):
     assert_user_error(gan_recipes("explore", tmp_path), "no generator.safetensors in this run folder")
 
 
+def test_closing_the_server_ends_idle_keep_alive_connections_and_joins_their_threads(runs):
+    """A browser's idle keep-alive connection must not hold the stop for the handler's 120 s timeout,
+    and no handler thread may outlive server_close (daemon threads that had run torch aborted the
+    process at exit on a loaded machine)."""
+    server = ExploreServer(Explorer(load_runs(runs)), "127.0.0.1", 0)
+    before = set(threading.enumerate())
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+    connection.request("GET", "/api/image?run=1&c1=-2")
+    assert connection.getresponse().read().startswith(b"\x89PNG")  # the connection stays open (keep-alive)
+    handlers = [t for t in threading.enumerate() if t not in before and t is not serving]
+    assert handlers and not any(t.daemon for t in handlers)
+    server.shutdown()
+    closing = threading.Thread(target=server.server_close, daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive(), "server_close waited on the idle connection"
+    assert not any(t.is_alive() for t in handlers)
+    connection.close()
+
+
 def test_cli_prints_the_url_and_stops_on_ctrl_c(runs):
-    """The real command in its own process: the URL it prints answers; SIGINT ends it with status 0."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-c", "from gan_infogan_plugin.cli import main; main()", "explore",
+    """The real command in its own process: the URL it prints answers; SIGINT ends it with status 0, also
+    when it was started with SIGINT ignored, as a shell starts a background job (`&`)."""
+    # PYTHONFAULTHANDLER: if it does not stop, SIGABRT makes it print every thread's stack for the report.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
+    background = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    process = subprocess.Popen([sys.executable, "-c", background + "from gan_infogan_plugin.cli import main; main()", "explore",
                                 str(runs[0]), str(runs[1])],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -238,7 +263,11 @@ def test_cli_prints_the_url_and_stops_on_ctrl_c(runs):
         assert response.status == 200 and response.read().startswith(b"\x89PNG")
         connection.close()
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            pytest.fail("explore did not stop within 30 s of SIGINT; its threads:\n" + process.communicate()[1][-6000:])
     finally:
         process.kill() if process.poll() is None else None
     assert process.returncode == 0, err

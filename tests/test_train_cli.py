@@ -249,3 +249,24 @@ def test_a_half_written_checkpoint_from_a_kill_is_ignored(shapes_run, tmp_path):
     assert result.exit_code == 0, result.output
     assert not partial.exists()
     assert torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["step"] == 4
+
+
+def test_compiling_for_cuda_refuses_cuda_graph_modes_and_keeps_eager_layouts(monkeypatch):
+    """On CUDA the modes that capture CUDA graphs are refused before anything compiles; the others
+    compile with inductor's layout optimisation off (what ran on an H200). No GPU is needed:
+    torch.compile compiles at the first call, which this test never makes."""
+    import torch._inductor.config as inductor
+
+    from gan_infogan_plugin.errors import UserError
+    from gan_infogan_plugin.train import CUDA_GRAPH_MODES, compiled
+
+    net = torch.nn.Linear(2, 2)
+    for mode in CUDA_GRAPH_MODES:
+        with pytest.raises(UserError, match=f"trainer.compile_mode = '{mode}' captures CUDA graphs"):
+            compiled((net,), mode, torch.device("cuda"))
+    monkeypatch.setattr(inductor, "layout_optimization", True)
+    (on_gpu,) = compiled((net,), "default", torch.device("cuda"))
+    assert on_gpu._orig_mod is net and inductor.layout_optimization is False
+    monkeypatch.setattr(inductor, "layout_optimization", True)
+    (on_cpu,) = compiled((net,), "reduce-overhead", torch.device("cpu"))  # no CUDA graphs on a CPU: nothing refused
+    assert on_cpu._orig_mod is net and inductor.layout_optimization is True

@@ -321,10 +321,16 @@ class _Handler(BaseHTTPRequestHandler):
 class ExploreServer(ThreadingHTTPServer):
     """The HTTP server of :class:`Explorer`; ``url`` is where a browser on this machine finds the page."""
 
-    daemon_threads = True  # a hung connection does not keep the process alive after Ctrl-C
-    block_on_close = False
+    # Handler threads are not daemons: on a loaded machine a daemon thread that had run torch and was
+    # still waiting on its keep-alive connection at interpreter exit aborted the process after Ctrl-C
+    # ("terminate called without an active exception", exit -6). server_close() instead ends every open
+    # connection (so a waiting thread reads end-of-file at once) and joins the threads.
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, explorer: Explorer, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         try:
             family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                                            flags=socket.AI_PASSIVE)[0]
@@ -343,6 +349,28 @@ class ExploreServer(ThreadingHTTPServer):
         shown = ("127.0.0.1" if ip.version == 4 else "::1") if ip.is_unspecified else self.server_address[0]
         self.url = f"http://{'[' + shown + ']' if ':' in shown else shown}:{self.server_address[1]}/"
 
+    def process_request(self, request: socket.socket, client_address) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop listening, end the open connections, and wait for their threads (a request being
+        answered is finished first)."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed meanwhile
+                pass
+        super().server_close()
+
 
 def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 0, device: str = "cpu") -> None:
     """Load the runs, print the URL, answer requests until Ctrl-C (or SIGTERM), then close the port."""
@@ -352,11 +380,16 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 0, device: str
               file=sys.stderr, flush=True)
     names = ", ".join(run.name for run in server.explorer.runs)
     print(f"explore {names} at {server.url}  (Ctrl-C stops)", flush=True)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C
+    # Ctrl-C and SIGTERM stop it, also when it was started with SIGINT ignored (a shell's background job),
+    # as they stop gan-recipes run and sweep; the handlers before are put back at the end.
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         print("stopped", flush=True)
     finally:
         server.server_close()
+        for s, handler in previous.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(s, handler)

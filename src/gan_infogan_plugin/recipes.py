@@ -18,7 +18,8 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
                   compile_mode = "default" (torch.compile's mode with compile = true: "reduce-overhead"
-                  uses CUDA graphs, "max-autotune", "max-autotune-no-cudagraphs"),
+                  and "max-autotune" capture CUDA graphs and are refused on CUDA,
+                  "max-autotune-no-cudagraphs"),
                   channels_last = false, accelerator = "auto", devices = 1, strategy = "auto",
                   num_nodes = 1, precision = "32-true", skip_nonfinite = false,
                   bn_batches = 16 (generated batches of 256 whose statistics become BatchNorm's

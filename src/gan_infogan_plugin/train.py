@@ -176,11 +176,31 @@ def _setup(fabric: Fabric, recipe: Recipe, nets: Networks) -> GAN:
         generator.to(memory_format=torch.channels_last)
         discriminator.to(memory_format=torch.channels_last)
     if recipe.trainer.compile:
-        mode = recipe.trainer.compile_mode
-        generator, discriminator = torch.compile(generator, mode=mode), torch.compile(discriminator, mode=mode)
+        generator, discriminator = compiled((generator, discriminator), recipe.trainer.compile_mode, fabric.device)
     generator, optimizer_g = fabric.setup(generator, optimizer_g)
     discriminator, optimizer_d = fabric.setup(discriminator, optimizer_d)
     return GAN(generator, discriminator, optimizer_g, optimizer_d, has_q=nets.info is not None)
+
+
+# torch.compile's modes that capture CUDA graphs: their replays reuse the graphs' output memory, and on a
+# GPU they overwrote the fakes a step still reads ("accessing tensor output of CUDAGraphs that has been
+# overwritten by a subsequent run"; torch 2.11, H200, README "Performance").
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compiled(networks: tuple[nn.Module, ...], mode: str, device: torch.device) -> tuple[nn.Module, ...]:
+    """``torch.compile`` of each network in ``mode`` for training on ``device``; on CUDA, the modes
+    that capture CUDA graphs are refused (UserError) and inductor keeps the layouts eager gives."""
+    if device.type == "cuda":
+        if mode in CUDA_GRAPH_MODES:
+            raise UserError(f"trainer.compile_mode = {mode!r} captures CUDA graphs, whose replays overwrite the fakes "
+                            f"a training step still reads; use \"default\" or \"max-autotune-no-cudagraphs\"")
+        import torch._inductor.config as inductor
+
+        # Inductor's own choice of layouts failed a stride assertion in convolution_backward on the
+        # MNIST nets (torch 2.11, H200); with the layouts of eager mode the compiled step ran.
+        inductor.layout_optimization = False
+    return tuple(torch.compile(network, mode=mode) for network in networks)
 
 
 def _checkpoint_state(gan: GAN) -> dict[str, Any]:
