@@ -10,6 +10,7 @@ import csv
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from typer.testing import CliRunner
 
 from gan_infogan_plugin.cli import app
@@ -71,3 +72,18 @@ def saved_generator(path: Path, spec: str, step: int = 0, seed: int = 0) -> Path
     torch.manual_seed(seed)
     generator = registry.load("models", "mnist").generator(codes.input_dim, 1).eval()
     return save_generator(path, generator, codes, "mnist", {"channels": 1}, step=step)
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the host reads of a tensor's value (``.item()``, ``bool()``, ``int()``: aten's
+    ``_local_scalar_dense``) made inside ``with HostReads() as reads:``, in ``reads.count``. On a GPU
+    each is a device sync."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.count += 1
+        return func(*args, **(kwargs or {}))

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from conftest import HostReads
 
 from gan_infogan_plugin import CategoricalCode, ContinuousCode, LatentCodeSpec
 
@@ -85,6 +86,20 @@ def test_sample_layout_and_priors():
     assert batch.cont.min() >= -1 and batch.cont.max() <= 1
     assert batch.cont.mean().abs() < 0.05 and batch.noise.std() == pytest.approx(1.0, abs=0.05)
     assert set(batch.cat[0].tolist()) == {0, 1, 2}
+
+
+def test_generator_input_reads_nothing_back_from_the_device():
+    """``flat`` is built without reading a value back to the host (F.one_hot reads its indices' range:
+    a device sync on a GPU), and equals the one-hot layout: hand-made indices, hand-made rows."""
+    spec = LatentCodeSpec.parse("noise:1,cat:3,cat:2,cont:1")
+    batch = spec.sample(3)
+    batch.cat[0][:] = torch.tensor([2, 0, 1])
+    batch.cat[1][:] = torch.tensor([1, 1, 0])
+    with HostReads() as reads:
+        flat = batch.flat
+    assert reads.count == 0
+    expected = torch.tensor([[0, 0, 1, 0, 1], [1, 0, 0, 0, 1], [0, 1, 0, 1, 0]], dtype=flat.dtype)
+    assert torch.equal(flat[:, 1:6], expected)
 
 
 def test_sample_is_seeded_and_fixed_codes():

@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 import torch.nn.functional as F
-from conftest import TINY
+from conftest import HostReads, TINY
 from lightning_fabric import Fabric
 from torch import nn
 
@@ -231,3 +231,21 @@ def test_a_regularizer_with_its_own_network_is_trained_checkpointed_and_resumed_
     a = safetensors.torch.load_file(str(tmp_path / "full" / "generator.safetensors"))
     b = safetensors.torch.load_file(str(tmp_path / "resumed" / "generator.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_training_step_reads_nothing_back_from_the_device(fabric):
+    """The runner's step on infogan-mnist's networks (fused Adam, the shift, fresh codes, the MI term)
+    makes no host read of a tensor (``.item()``, ``bool()``): on a GPU each would stall the host until
+    the device has caught up. Counted at the dispatcher, on the CPU."""
+    recipe = load_recipe("infogan-mnist", ["trainer.batch_size=4"])
+    nets = networks.build_networks(recipe)
+    gan = train_module._setup(fabric, recipe, nets)
+    regularizers = networks.build_regularizers(recipe, nets)
+    rng = torch.Generator().manual_seed(0)
+    spec = recipe.codes
+    step = Batch(0, torch.rand(4, 1, 28, 28, generator=rng) * 2 - 1, spec.sample(4, generator=rng), shift=2,
+                 moves=torch.Generator().manual_seed(1), g_codes=(spec.sample(4, generator=rng),), reuse_fakes=False)
+    with HostReads() as reads:
+        result = train_step(fabric, gan, step, regularizers)
+    assert reads.count == 0
+    assert torch.isfinite(result.total_g) and gan.optimizer_g.state  # the step ran and updated G

@@ -91,10 +91,14 @@ class LatentBatch:
 
     @property
     def flat(self) -> torch.Tensor:
-        """Generator input, (N, input_dim)."""
+        """Generator input, (N, input_dim).
+
+        The one-hot columns are a comparison with 0..K-1, not ``F.one_hot``, which reads the indices'
+        range back to the host (two device syncs per training step on a GPU); the indices are checked
+        where they are made (``LatentCodeSpec.sample``)."""
         parts = [self.noise]
         parts += [
-            torch.nn.functional.one_hot(c, code.num_classes).to(self.noise.dtype)
+            (c[:, None] == torch.arange(code.num_classes, device=c.device)).to(self.noise.dtype)
             for c, code in zip(self.cat, self.spec.categorical)
         ]
         parts.append(self.cont)
