@@ -48,6 +48,7 @@ from .errors import UserError, one_line
 from .export import LoadedGenerator, load_generator
 from .images import grid_image
 from .runs import RunDir
+from .signals import stop_signals_to
 
 MAX_SEED = 2**32 - 1
 MAX_SCALE = 16
@@ -380,16 +381,11 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = 0, device: str
               file=sys.stderr, flush=True)
     names = ", ".join(run.name for run in server.explorer.runs)
     print(f"explore {names} at {server.url}  (Ctrl-C stops)", flush=True)
-    # Ctrl-C and SIGTERM stop it, also when it was started with SIGINT ignored (a shell's background job),
-    # as they stop gan-recipes run and sweep; the handlers before are put back at the end.
-    main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        print("stopped", flush=True)
-    finally:
-        server.server_close()
-        for s, handler in previous.items():
-            if handler is not None:  # None: a handler not set from Python, which cannot be put back
-                signal.signal(s, handler)
+    # Ctrl-C and SIGTERM stop it (as KeyboardInterrupt), also when it was started with SIGINT ignored.
+    with stop_signals_to(signal.default_int_handler):
+        try:
+            server.serve_forever(poll_interval=0.2)
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+        finally:
+            server.server_close()

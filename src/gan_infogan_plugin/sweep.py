@@ -30,7 +30,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -44,6 +43,7 @@ from rich.table import Table
 from .errors import RunInterrupted, UserError, one_line
 from .recipes import Recipe, load_recipe
 from .runs import RunDir, atomic_file, make_folder
+from .signals import stop_signals_to
 from .train import usable_cores
 
 SWEEP_FILE = "sweep.json"
@@ -346,18 +346,14 @@ def _stop_requests() -> Iterator[_Stop]:
     """The signal handlers (in the main thread: only there can Python set them) for the block. If the
     block raises, the running commands are stopped as by SIGTERM and waited for: none is left behind."""
     stop = _Stop()
-    main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, stop.handle) for s in (signal.SIGTERM, signal.SIGINT)} if main else {}
-    try:
-        yield stop
-    except BaseException:
-        stop.handle(signal.SIGTERM, None)
-        for job in stop.jobs:
-            job.process.wait()
-        raise
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with stop_signals_to(stop.handle):
+        try:
+            yield stop
+        except BaseException:
+            stop.handle(signal.SIGTERM, None)
+            for job in stop.jobs:
+                job.process.wait()
+            raise
 
 
 def _start(plan: SweepPlan, seed: SeedResult, phase: str, words: list[str]) -> _Job:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from .networks import Networks, build_networks, build_regularizers, load_data
 from .plots import plot_after_run
 from .recipes import Recipe
 from .runs import RunDir, snapshot
+from .signals import stop_signals_to
 from .step import GAN, Batch, Regularizer, StepResult, train_step
 
 T = TypeVar("T")
@@ -504,12 +504,5 @@ class _StopRequests:
 @contextmanager
 def _stop_requests() -> Iterator[_StopRequests]:
     stop = _StopRequests()
-    if threading.current_thread() is not threading.main_thread():
+    with stop_signals_to(stop.handle):
         yield stop
-        return
-    previous = {s: signal.signal(s, stop.handle) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield stop
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
