@@ -16,7 +16,9 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
                   lr = 2e-3, betas = [0.5, 0.999] (the CR network's Adam)
     [optim.g]     lr = 1e-3, betas = [0.5, 0.999], weight_decay = 0.0      (and [optim.d], lr = 2e-4)
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
-                  sample_every = 1000, sample_noise = 8, checkpoint_every = 1000, compile = false,
+                  sample_every = 1000, sample_noise = 8, checkpoint_every = 1000,
+                  g_steps = 1 (G updates per step), fresh_codes = false (true: every G update draws codes
+                  and fakes of its own instead of training on the fakes D scored), compile = false,
                   compile_mode = "default" (torch.compile's mode with compile = true: "reduce-overhead"
                   and "max-autotune" capture CUDA graphs and are refused on CUDA,
                   "max-autotune-no-cudagraphs"),
