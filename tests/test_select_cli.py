@@ -30,16 +30,24 @@ def test_select_ranks_the_runs_and_names_the_pick(runs, tmp_path):
     assert np.allclose(agreement, (scores + scores.T) / 2)
     centrality = [(agreement[i].sum() - agreement[i, i]) / 2 for i in range(3)]
     assert np.allclose(centrality, matrix["centrality"]) and [r["centrality"] for r in report["runs"]] == pytest.approx(centrality)
-    pick = int(np.argmax(centrality))
-    assert sum(np.isclose(c, centrality[pick], rtol=0, atol=1e-9) for c in centrality) == 1  # else the pick is None
-    assert report["pick"] == str(runs[pick]) == report["runs"][matrix["pick"]]["run"]
+    top = [i for i, c in enumerate(centrality) if np.isclose(c, max(centrality), rtol=0, atol=1e-9)]
+    # With 10 groups the scores are tenths, so these tiny runs can tie (they did on one CPU, not on another):
+    # a unique most central run is the pick, a tie names none and says why.
+    pick = top[0] if len(top) == 1 else None
+    if pick is None:
+        assert report["pick"] is None and matrix["pick"] is None
+    else:
+        assert report["pick"] == str(runs[pick]) == report["runs"][matrix["pick"]]["run"]
     assert [r["run"] for r in report["runs"]] == [str(r) for r in runs] and all(r["step"] == 2 for r in report["runs"])
     mi = [r["real_mi"]["c1"] for r in report["runs"]]  # the categorical code, label-free, <= ln 3
     assert all(0 <= v <= 1.0987 for v in mi) and report["best_real_mi"] == str(runs[int(np.argmax(mi))])
     assert report["real_images"] == 64 and report["protocol"]["groups"] == 10
     stdout = " ".join(result.stdout.split())
-    assert "ModelCentrality" in stdout and "MI real c1" in stdout and "(pick)" in stdout
-    assert f"pick (ModelCentrality): {runs[pick]}" in stdout and "highest MI real (64 real images)" in stdout
+    assert "ModelCentrality" in stdout and "MI real c1" in stdout and "highest MI real (64 real images)" in stdout
+    if pick is None:
+        assert "no pick by ModelCentrality: the most central runs tie" in stdout and "(pick)" not in stdout
+    else:
+        assert "(pick)" in stdout and f"pick (ModelCentrality): {runs[pick]}" in stdout
 
     again = gan_recipes("select", *runs, "--json", out, *SMALL)  # the JSON is not overwritten without --force
     assert_user_error(again, str(out), "--force")
