@@ -46,7 +46,7 @@ for pid in "${loops[@]}"; do wait "$pid"; done
 python benchmarks/gpu_throughput.py --steps "$STEPS" --modes eager --jobs --data "$DATA" --accelerator "$accelerator" --peak-tflops 67 \
     > "$OUT/throughput.txt" 2>&1 || echo "throughput: failed (see throughput.txt)"
 
-cat "$OUT/tf32-off.txt" | tail -30
+tail -n 30 "$OUT/tf32-off.txt"
 python - "$OUT/loop" <<'EOF'
 import json, sys
 from pathlib import Path

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from conftest import assert_user_error, gan_recipes, tiny_run
 
+from gan_infogan_plugin.protocols import TIE
+
 SMALL = ["--groups", 10, "--group-size", 8, "--points", 200, "--real", 64]
 
 
@@ -30,7 +32,7 @@ def test_select_ranks_the_runs_and_names_the_pick(runs, tmp_path):
     assert np.allclose(agreement, (scores + scores.T) / 2)
     centrality = [(agreement[i].sum() - agreement[i, i]) / 2 for i in range(3)]
     assert np.allclose(centrality, matrix["centrality"]) and [r["centrality"] for r in report["runs"]] == pytest.approx(centrality)
-    top = [i for i, c in enumerate(centrality) if np.isclose(c, max(centrality), rtol=0, atol=1e-9)]
+    top = [i for i, c in enumerate(centrality) if np.isclose(c, max(centrality), rtol=0, atol=TIE)]
     # With 10 groups the scores are tenths, so these tiny runs can tie (they did on one CPU, not on another):
     # a unique most central run is the pick, a tie names none and says why.
     pick = top[0] if len(top) == 1 else None
