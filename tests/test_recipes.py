@@ -88,6 +88,7 @@ BAD = [
     (MINIMAL + "[optim.g]\nlr = 0\n", "optim.g.lr: expected a number > 0.0, got 0.0"),
     (MINIMAL + "[optim.g]\nbetas = [0.5]\n", "optim.g.betas: expected an array of two numbers"),
     (MINIMAL + "[augment]\nshift = -1\n", "augment.shift: expected a number >= 0, got -1"),
+    (MINIMAL + "[regularizer]\ncont_warmup = -5\n", "regularizer.cont_warmup: expected a number >= 0, got -5"),
     (MINIMAL + "[regularizer]\nenabled = 1\n", "regularizer.enabled: expected a boolean (true/false), got an integer 1"),
     ('codes = "noise:4"\ntrainer = 3\n[model]\nname = "mnist"\n', "trainer: expected a table, got an integer 3"),
     ('[model]\nname = "mnist"\n', "missing key codes"),

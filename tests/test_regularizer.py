@@ -5,6 +5,7 @@ import torch
 
 from gan_infogan_plugin import LatentCodeSpec, MIRegularizer, QOutput
 from gan_infogan_plugin.regularizer import gaussian_nll
+from gan_infogan_plugin.step import Fakes, MITerm
 
 SPEC = LatentCodeSpec.parse("noise:4,cat:10,cont:1")
 
@@ -61,3 +62,31 @@ def test_loss_composition_and_continuous_stats():
 def test_paper_default_lambdas():
     reg = MIRegularizer(SPEC)
     assert reg.lambda_cat == 1.0 and reg.lambda_cont < 1.0
+
+
+def test_cont_scale_multiplies_only_the_continuous_weight():
+    codes = SPEC.sample(5, generator=torch.Generator().manual_seed(4))
+    logits, mean = torch.randn(5, 10), torch.zeros(5, 1)
+    ce = torch.nn.functional.cross_entropy(logits, codes.cat[0])
+    nll = gaussian_nll(codes.cont, mean, None).mean()
+    reg = MIRegularizer(SPEC, lambda_cat=1.0, lambda_cont=0.1)
+    for scale in (0.0, 0.25, 1.0):
+        loss = reg(_q(logits, mean), codes, cont_scale=scale).loss
+        assert loss.item() == pytest.approx((ce + 0.1 * scale * nll).item(), rel=1e-6)
+    # the statistics do not depend on the weight: the bound is still measured at scale 0
+    off = reg(_q(logits, mean), codes, cont_scale=0.0).stats
+    assert off["mi/c2"].item() == pytest.approx(math.log(2) - nll.item(), rel=1e-6)
+
+
+def test_mi_term_ramps_the_continuous_weight_over_the_warmup():
+    term = MITerm(MIRegularizer(SPEC), cont_warmup=2000)
+    assert [term.cont_scale(step) for step in (0, 500, 1000, 2000, 4999)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert MITerm(MIRegularizer(SPEC)).cont_scale(0) == 1.0  # no warm-up: full weight at step 0
+    codes = SPEC.sample(4, generator=torch.Generator().manual_seed(5))
+    logits, mean = torch.randn(4, 10), torch.zeros(4, 1)
+    ce = torch.nn.functional.cross_entropy(logits, codes.cat[0])
+    nll = gaussian_nll(codes.cont, mean, None).mean()
+    for step, scale in ((0, 0.0), (500, 0.25), (3000, 1.0)):
+        fakes = Fakes(step, torch.zeros(4, 1, 2, 2), codes, _q(logits, mean))
+        for term_loss in (term.discriminator_term(fakes).loss, term.generator_term(fakes).loss):
+            assert term_loss.item() == pytest.approx((ce + 0.1 * scale * nll).item(), rel=1e-6)

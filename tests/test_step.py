@@ -17,7 +17,7 @@ from torch import nn
 from gan_infogan_plugin import LatentCodeSpec, networks
 from gan_infogan_plugin import train as train_module
 from gan_infogan_plugin.recipes import load_recipe
-from gan_infogan_plugin.step import GAN, Batch, Fakes, Regularizer, train_step
+from gan_infogan_plugin.step import GAN, Batch, Fakes, MITerm, Regularizer, train_step
 
 SPEC = LatentCodeSpec.parse("noise:3,cat:2")  # input_dim 5
 
@@ -249,3 +249,9 @@ def test_a_training_step_reads_nothing_back_from_the_device(fabric):
         result = train_step(fabric, gan, step, regularizers)
     assert reads.count == 0
     assert torch.isfinite(result.total_g) and gan.optimizer_g.state  # the step ran and updated G
+
+
+def test_the_recipes_warmup_reaches_the_mi_term():
+    recipe = load_recipe("infogan-mnist", ["regularizer.cont_warmup=300"])
+    (term,) = networks.build_regularizers(recipe, networks.build_networks(recipe))
+    assert isinstance(term, MITerm) and term.cont_warmup == 300 and term.cont_scale(150) == 0.5

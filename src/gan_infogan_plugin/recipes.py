@@ -9,7 +9,7 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
                   crop = 0 (square centre), num_workers = 2, [data.options] (data set specific)
     [model]       name = "mnist", channels = 0 (the model's), [model.kwargs] (passed to both networks)
     [q_head]      hidden = 128, fixed_std = false, detach_trunk = false, layer = "" (the model's q_layer)
-    [regularizer] enabled = true, lambda_cat = 1.0, lambda_cont = 0.1
+    [regularizer] enabled = true, lambda_cat = 1.0, lambda_cont = 0.1, cont_warmup = 0
     [augment]     shift = 0 (pixels; every image D sees, real and fake, moved at random: augment.random_shift)
     [contrastive] weight = 0.0 (off; InfoGAN-CR's term, contrastive_term.ContrastiveTerm), start = 0,
                   gap_start = 0.0, gap_decrease = 0.0, gap_every = 1, gap_times = 0,
@@ -101,11 +101,13 @@ class QHeadConfig:
 
 @dataclass
 class RegularizerConfig:
-    """The MI term's weights; ``enabled = false`` makes the run a plain GAN (no Q is attached)."""
+    """The MI term's weights; ``enabled = false`` makes the run a plain GAN (no Q is attached).
+    ``cont_warmup``: steps over which lambda_cont ramps up from 0 (:class:`~.step.MITerm`; 0: none)."""
 
     enabled: bool = True
     lambda_cat: float = _at_least(0.0, 1.0)
     lambda_cont: float = _at_least(0.0, 0.1)
+    cont_warmup: int = _at_least(0, 0)
 
 
 @dataclass

@@ -84,7 +84,8 @@ class MIRegularizer(nn.Module):
         self.lambda_cat = lambda_cat
         self.lambda_cont = lambda_cont
 
-    def forward(self, q: QOutput, codes: LatentBatch) -> MIResult:
+    def forward(self, q: QOutput, codes: LatentBatch, cont_scale: float = 1.0) -> MIResult:
+        """``cont_scale`` multiplies ``lambda_cont`` for this call (a warm-up's ramp, :class:`~.step.MITerm`)."""
         nll: dict[str, torch.Tensor] = {}
         loss = q.cont_mean.new_zeros((), dtype=torch.float32)
         for code, logits, target in zip(self.spec.categorical, q.cat_logits, codes.cat):
@@ -94,6 +95,6 @@ class MIRegularizer(nn.Module):
         if self.spec.continuous:
             log_std = None if q.cont_log_std is None else q.cont_log_std.float()
             per_code = gaussian_nll(codes.cont, q.cont_mean.float(), log_std).mean(0)  # (num_continuous,)
-            loss = loss + self.lambda_cont * per_code.sum()
+            loss = loss + self.lambda_cont * cont_scale * per_code.sum()
             nll.update({code.name: per_code[i].detach() for i, code in enumerate(self.spec.continuous)})
         return MIResult(loss, nll, q, codes)

@@ -131,18 +131,28 @@ class Regularizer:
 class MITerm(Regularizer):
     """InfoGAN's MI term (:class:`~gan_infogan_plugin.regularizer.MIRegularizer`) on Q's reading of
     the fakes in both updates: Q (with D's trunk, unless detached) learns from it in D's update, G in
-    G's. It holds no state of its own: Q is part of D's module and optimizer."""
+    G's. It holds no state of its own: Q is part of D's module and optimizer.
+
+    ``cont_warmup``: the continuous codes' weight grows linearly from 0 at step 0 to ``lambda_cont`` at
+    step ``cont_warmup`` (0: full weight from the start), so that the categorical code claims the
+    large differences between images before a continuous code can morph one class into another.
+    """
 
     name = "mi"
 
-    def __init__(self, mi: MIRegularizer) -> None:
+    def __init__(self, mi: MIRegularizer, cont_warmup: int = 0) -> None:
         self.mi = mi
+        self.cont_warmup = cont_warmup
+
+    def cont_scale(self, step: int) -> float:
+        """The factor on ``lambda_cont`` at ``step``: step / cont_warmup, then 1."""
+        return 1.0 if step >= self.cont_warmup else step / self.cont_warmup
 
     def discriminator_term(self, fakes: Fakes) -> Term:
-        return self.mi(fakes.q, fakes.codes)
+        return self.mi(fakes.q, fakes.codes, self.cont_scale(fakes.step))
 
     def generator_term(self, fakes: Fakes) -> Term:
-        return self.mi(fakes.q, fakes.codes)
+        return self.mi(fakes.q, fakes.codes, self.cont_scale(fakes.step))
 
 
 @dataclass
