@@ -18,7 +18,7 @@ called c1, c2, ... in order.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Literal
 
 import torch
