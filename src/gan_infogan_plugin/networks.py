@@ -76,8 +76,9 @@ def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
     """The terms the training step adds to the GAN loss: InfoGAN's MI term when the recipe enables it,
     then InfoGAN-CR's contrastive term when ``contrastive.weight > 0`` (its CR network initialised
     from the global RNG, after G and D)."""
-    mi = recipe.regularizer
-    terms: list[Regularizer] = [MITerm(networks.info.regularizer, mi.cont_warmup)] if networks.info is not None else []
+    terms: list[Regularizer] = []
+    if networks.info is not None:
+        terms.append(MITerm(networks.info.regularizer, recipe.regularizer.cont_warmup))
     cr = recipe.contrastive
     if cr.enabled:
         schedule = ContrastiveSchedule(cr.weight, cr.start, cr.gap_start, cr.gap_decrease, cr.gap_every, cr.gap_times)
