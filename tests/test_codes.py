@@ -33,7 +33,14 @@ def test_names_priors_and_normal_entropy():
 
 
 @pytest.mark.parametrize(
-    "text", ["noise:62,cat:10,cont:2", "noise:124,cat:10x4,cont:4", "noise:5:uniform,a=cat:3,cat:4,b=cont:1:normal,cont:2"]
+    "text",
+    [
+        "noise:62,cat:10,cont:2",
+        "noise:124,cat:10x4,cont:4",
+        "noise:5:uniform,a=cat:3,cat:4,b=cont:1:normal,cont:2",
+        "noise:62:uniform*0.2,cat:10,cont:2",
+        "noise:3:normal*1.5",
+    ],
 )
 def test_round_trips(text):
     spec = LatentCodeSpec.parse(text)
@@ -58,6 +65,11 @@ def test_built_in_python_equals_parsed():
         ("", "empty"),
         ("noise:4,a=cat:3,a=cat:3", "used twice"),
         ("noise:4,cat:10x0", "cat:10x0"),
+        ("noise:4,cont:1:uniform*0.5", "only the noise takes a scale"),
+        ("noise:4:uniform*big", "scale must be a number"),
+        ("noise:4:uniform*0", "positive number"),
+        ("noise:4:normal*-1", "positive number"),
+        ("noise:4:normal*nan", "positive number"),
     ],
 )
 def test_malformed_strings_name_the_part(text, part):
@@ -86,6 +98,26 @@ def test_sample_layout_and_priors():
     assert batch.cont.min() >= -1 and batch.cont.max() <= 1
     assert batch.cont.mean().abs() < 0.05 and batch.noise.std() == pytest.approx(1.0, abs=0.05)
     assert set(batch.cat[0].tolist()) == {0, 1, 2}
+
+
+def test_noise_scale_multiplies_the_prior_and_leaves_the_codes():
+    """uniform*0.2 is 0.2 u with u ~ U(-1, 1): the same draws as the unscaled spec, times 0.2; the
+    codes and the layout are unchanged, and the scale survives the dict (safetensors metadata) and the
+    string; a dict written before the scale existed reads as scale 1."""
+    plain = LatentCodeSpec.parse("noise:62:uniform,cat:10,cont:2")
+    scaled = LatentCodeSpec.parse("noise:62:uniform*0.2,cat:10,cont:2")
+    assert scaled.noise_scale == 0.2 and scaled.input_dim == plain.input_dim == 74
+    a = plain.sample(500, generator=torch.Generator().manual_seed(3))
+    b = scaled.sample(500, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(b.noise, a.noise * 0.2)
+    assert torch.equal(b.cont, a.cont) and torch.equal(b.cat[0], a.cat[0])
+    assert b.noise.abs().max() <= 0.2 and b.noise.std() == pytest.approx(0.2 / math.sqrt(3), rel=0.05)
+    assert str(scaled) == "noise:62:uniform*0.2,cat:10,cont:2"
+    assert LatentCodeSpec.from_dict(scaled.to_dict()) == scaled
+    old = plain.to_dict()
+    del old["noise_scale"]
+    assert LatentCodeSpec.from_dict(old).noise_scale == 1.0
+    assert LatentCodeSpec.build(62, [10], 2, noise_prior="uniform", noise_scale=0.2) == scaled
 
 
 def test_generator_input_reads_nothing_back_from_the_device():

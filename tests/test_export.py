@@ -52,6 +52,17 @@ def test_round_trip_reproduces_images_and_keeps_buffers(trained_like, tmp_path):
     assert torch.equal(traversal, trained_like(batch.flat))
 
 
+def test_a_scaled_noise_is_drawn_scaled_by_the_file_alone(trained_like, tmp_path):
+    """The noise scale travels in the file's spec: the rebuilt generator draws z at that scale."""
+    scaled = LatentCodeSpec.parse("noise:8:normal*0.1,cat:3,cont:2")
+    loaded = load_generator(save_generator(tmp_path / "g.safetensors", trained_like, scaled, "mnist", {"channels": 1}))
+    assert loaded.spec.noise_scale == 0.1
+    expected = trained_like(scaled.sample(5, generator=torch.Generator().manual_seed(3)).flat)
+    unscaled = trained_like(SPEC.sample(5, generator=torch.Generator().manual_seed(3)).flat)
+    images = loaded.generate(5, seed=3)
+    assert torch.equal(images, expected) and not torch.equal(images, unscaled)
+
+
 def test_load_in_another_dtype(trained_like, tmp_path):
     path = save_generator(tmp_path / "g.safetensors", trained_like, SPEC, "mnist", {"channels": 1})
     loaded = load_generator(path, dtype=torch.float64)

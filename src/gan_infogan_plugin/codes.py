@@ -9,10 +9,12 @@ Compact string form (recipes, CLI, metadata)::
     noise:62,cat:10,cont:2              # the paper's MNIST spec (input_dim 74)
     noise:124,cat:10x4,cont:4           # SVHN: four 10-way codes, four continuous
     noise:128:uniform,digit=cat:10,cont:1:normal
+    noise:62:uniform*0.2,cat:10,cont:2  # the noise drawn on [-0.2, 0.2]
 
 Tokens are comma-separated ``[name=]kind:size[xrepeat][:prior]``; ``kind`` is ``noise``, ``cat``
 or ``cont``; priors are ``uniform`` (on [-1, 1]) or ``normal`` (standard). Unnamed codes are
-called c1, c2, ... in order.
+called c1, c2, ... in order. The noise's prior may carry a scale, ``uniform*s`` or ``normal*s``:
+z = s * u with u from the prior. The codes' priors take none: a code's values are its meaning.
 """
 
 from __future__ import annotations
@@ -117,11 +119,17 @@ class LatentBatch:
 
 @dataclass(frozen=True)
 class LatentCodeSpec:
-    """Noise size, noise prior and an ordered tuple of categorical and continuous codes."""
+    """Noise size, noise prior and an ordered tuple of categorical and continuous codes.
+
+    ``noise_scale`` multiplies the noise drawn from its prior (1: the prior itself). At 1, a generator
+    whose first layer weighs every input alike starts with the one-hot code as a small part of its
+    input: 62 uniform noise variables carry a variance of 62/3 against a 10-way one-hot's 0.9.
+    """
 
     noise_dim: int
     codes: tuple[Code, ...] = ()
     noise_prior: Prior = "normal"
+    noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codes", tuple(self.codes))
@@ -129,6 +137,10 @@ class LatentCodeSpec:
             raise ValueError(f"noise size must be a non-negative integer, got {self.noise_dim!r}")
         if not isinstance(self.noise_prior, str) or self.noise_prior not in PRIORS:
             raise ValueError(f"unknown noise prior {self.noise_prior!r}: expected one of {', '.join(PRIORS)}")
+        if isinstance(self.noise_scale, bool) or not isinstance(self.noise_scale, (int, float)) or not (
+            math.isfinite(self.noise_scale) and self.noise_scale > 0
+        ):
+            raise ValueError(f"noise scale must be a positive number, got {self.noise_scale!r}")
         names: set[str] = set()
         for code in self.codes:
             if not isinstance(code.name, str) or not code.name.isidentifier():
@@ -156,11 +168,12 @@ class LatentCodeSpec:
         continuous: int = 0,
         continuous_prior: Prior = "uniform",
         noise_prior: Prior = "normal",
+        noise_scale: float = 1.0,
     ) -> "LatentCodeSpec":
         """Unnamed codes c1, c2, ...: categorical first, then continuous."""
         codes: list[Code] = [CategoricalCode(f"c{i + 1}", k) for i, k in enumerate(categorical)]
         codes += [ContinuousCode(f"c{len(codes) + i + 1}", continuous_prior) for i in range(continuous)]
-        return cls(noise, tuple(codes), noise_prior)
+        return cls(noise, tuple(codes), noise_prior, noise_scale)
 
     @classmethod
     def parse(cls, text: str) -> "LatentCodeSpec":
@@ -169,6 +182,7 @@ class LatentCodeSpec:
             raise ValueError("empty code spec: expected something like 'noise:62,cat:10,cont:2'")
         noise_dim: int | None = None
         noise_prior: str = "normal"
+        noise_scale = 1.0
         pending: list[tuple[str | None, str, str | None]] = []  # (name, kind, class count or prior)
         for raw in text.split(","):
             token = raw.strip()
@@ -182,6 +196,15 @@ class LatentCodeSpec:
                 raise ValueError(f"bad code spec part {token!r}: expected [name=]noise|cat|cont:size[xrepeat][:prior]")
             kind, size_text = fields[0], fields[1]
             prior = fields[2] if len(fields) == 3 else None
+            scale = None
+            if prior is not None and "*" in prior:
+                if kind != "noise":
+                    raise ValueError(f"bad code spec part {token!r}: only the noise takes a scale (prior*scale)")
+                prior, _, scale_text = prior.partition("*")
+                try:
+                    scale = float(scale_text)
+                except ValueError:
+                    raise ValueError(f"bad code spec part {token!r}: the noise scale must be a number, as in uniform*0.2") from None
             if prior is not None and prior not in PRIORS:
                 raise ValueError(f"bad code spec part {token!r}: unknown prior {prior!r}, expected uniform or normal")
             size_text, _, repeat_text = size_text.partition("x")
@@ -198,6 +221,7 @@ class LatentCodeSpec:
                 if repeat_text or name is not None:
                     raise ValueError(f"bad code spec part {token!r}: noise takes no name and no repeat")
                 noise_dim, noise_prior = size, prior or "normal"
+                noise_scale = 1.0 if scale is None else scale
             elif kind == "cat":
                 if prior is not None:
                     raise ValueError(f"bad code spec part {token!r}: categorical codes have a uniform prior, no prior is taken")
@@ -212,11 +236,16 @@ class LatentCodeSpec:
         for i, (name, kind, arg) in enumerate(pending):
             code_name = name or f"c{i + 1}"
             codes.append(CategoricalCode(code_name, int(arg)) if kind == "cat" else ContinuousCode(code_name, arg))  # type: ignore[arg-type]
-        return cls(noise_dim or 0, tuple(codes), noise_prior)  # type: ignore[arg-type]
+        return cls(noise_dim or 0, tuple(codes), noise_prior, noise_scale)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         """The compact string; runs of unnamed alike codes are merged (cat:10x4, cont:2)."""
-        parts = [f"noise:{self.noise_dim}" + (":uniform" if self.noise_prior == "uniform" else "")]
+        noise = f"noise:{self.noise_dim}"
+        if self.noise_scale != 1:
+            noise += f":{self.noise_prior}*{self.noise_scale!r}"
+        elif self.noise_prior == "uniform":
+            noise += ":uniform"
+        parts = [noise]
         run: list = []  # [token, count, named]
         for i, code in enumerate(self.codes):
             named = code.name != f"c{i + 1}"
@@ -246,6 +275,7 @@ class LatentCodeSpec:
         return {
             "noise": self.noise_dim,
             "noise_prior": self.noise_prior,
+            "noise_scale": self.noise_scale,
             "codes": [
                 {"name": c.name, "kind": "cat", "classes": c.num_classes}
                 if isinstance(c, CategoricalCode)
@@ -272,7 +302,7 @@ class LatentCodeSpec:
                 codes.append(CategoricalCode(name, entry["classes"]))
             else:
                 codes.append(ContinuousCode(name, entry.get("prior", "uniform")))
-        return cls(data["noise"], tuple(codes), data.get("noise_prior", "normal"))
+        return cls(data["noise"], tuple(codes), data.get("noise_prior", "normal"), data.get("noise_scale", 1.0))
 
     # ----------------------------------------------------------------- properties
     @property
@@ -311,6 +341,8 @@ class LatentCodeSpec:
     ) -> LatentBatch:
         """Draw n inputs from the priors; codes named in ``fixed`` take the given value instead."""
         noise = _draw(self.noise_prior, (n, self.noise_dim), device, generator)
+        if self.noise_scale != 1:
+            noise = noise * self.noise_scale
         cat = tuple(
             torch.randint(c.num_classes, (n,), device=device, generator=generator) for c in self.categorical
         )
