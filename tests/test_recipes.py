@@ -89,6 +89,8 @@ BAD = [
     (MINIMAL + "[optim.g]\nbetas = [0.5]\n", "optim.g.betas: expected an array of two numbers"),
     (MINIMAL + "[augment]\nshift = -1\n", "augment.shift: expected a number >= 0, got -1"),
     (MINIMAL + "[regularizer]\ncont_warmup = -5\n", "regularizer.cont_warmup: expected a number >= 0, got -5"),
+    (MINIMAL + "[trainer]\nnoise_start = 0.0\n", "trainer.noise_start: expected a number > 0.0, got 0.0"),
+    (MINIMAL + "[trainer]\nnoise_start = 1.5\n", "trainer.noise_start: expected a number from 0.0 to 1.0, got 1.5"),
     (MINIMAL + "[regularizer]\nenabled = 1\n", "regularizer.enabled: expected a boolean (true/false), got an integer 1"),
     ('codes = "noise:4"\ntrainer = 3\n[model]\nname = "mnist"\n', "trainer: expected a table, got an integer 3"),
     ('[model]\nname = "mnist"\n', "missing key codes"),

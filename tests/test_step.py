@@ -16,8 +16,8 @@ from torch import nn
 
 from gan_infogan_plugin import LatentCodeSpec, networks
 from gan_infogan_plugin import train as train_module
-from gan_infogan_plugin.recipes import load_recipe
-from gan_infogan_plugin.step import GAN, Batch, Fakes, MITerm, Regularizer, train_step
+from gan_infogan_plugin.recipes import TrainerConfig, load_recipe
+from gan_infogan_plugin.step import GAN, Batch, Fakes, MITerm, Regularizer, linear_ramp, train_step
 
 SPEC = LatentCodeSpec.parse("noise:3,cat:2")  # input_dim 5
 
@@ -255,3 +255,24 @@ def test_the_recipes_warmup_reaches_the_mi_term():
     recipe = load_recipe("infogan-mnist", ["regularizer.cont_warmup=300"])
     (term,) = networks.build_regularizers(recipe, networks.build_networks(recipe))
     assert isinstance(term, MITerm) and term.cont_warmup == 300 and term.cont_scale(150) == 0.5
+
+
+def test_linear_ramp_by_hand():
+    assert [linear_ramp(step, 2000) for step in (0, 500, 2000, 9000)] == [0.0, 0.25, 1.0, 1.0]
+    assert [linear_ramp(step, 100, start=0.2) for step in (0, 25, 50, 100)] == pytest.approx([0.2, 0.4, 0.6, 1.0])
+    assert linear_ramp(0, 0) == 1.0 and linear_ramp(0, 0, start=0.2) == 1.0  # no ramp: 1 from the start
+
+
+def test_the_noise_warmup_scales_the_noise_of_every_training_draw_and_nothing_else():
+    """trainer.noise_warmup: the noise of D's codes and of G's own codes is the unscaled draw times
+    noise_start + (1 - noise_start) * step / noise_warmup; the codes themselves are the same draws."""
+    spec = LatentCodeSpec.parse("noise:6:uniform,cat:4,cont:2")
+    plain = TrainerConfig(batch_size=8, seed=3, g_steps=2, fresh_codes=True)
+    warm = TrainerConfig(batch_size=8, seed=3, g_steps=2, fresh_codes=True, noise_warmup=100, noise_start=0.2)
+    for step, factor in ((0, 0.2), (50, 0.6), (99, 0.992), (100, 1.0), (400, 1.0)):
+        base, base_g = train_module.training_codes(spec, plain, 0, step, "cpu")
+        codes, g_codes = train_module.training_codes(spec, warm, 0, step, "cpu")
+        assert len(g_codes) == len(base_g) == 2
+        for a, b in zip((codes, *g_codes), (base, *base_g)):
+            assert torch.allclose(a.noise, b.noise * factor, rtol=0, atol=1e-7), step
+            assert torch.equal(a.cat[0], b.cat[0]) and torch.equal(a.cont, b.cont)

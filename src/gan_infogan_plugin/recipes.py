@@ -18,7 +18,9 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000,
                   g_steps = 1 (G updates per step), fresh_codes = false (true: every G update draws codes
-                  and fakes of its own instead of training on the fakes D scored), compile = false,
+                  and fakes of its own instead of training on the fakes D scored), noise_warmup = 0
+                  (steps over which the noise z of the training codes grows linearly from noise_start = 0.2
+                  times its prior's draw to the full draw; 0: the prior throughout), compile = false,
                   compile_mode = "default" (torch.compile's mode with compile = true: "reduce-overhead"
                   and "max-autotune" capture CUDA graphs and are refused on CUDA,
                   "max-autotune-no-cudagraphs"),
@@ -170,6 +172,8 @@ class TrainerConfig:
     checkpoint_every: int = _at_least(0, 1000)
     g_steps: int = _at_least(1, 1)  # G updates per step: the first on the fakes D scored, the others on fresh codes
     fresh_codes: bool = False  # every G update on codes and fakes of its own, the first too (D's fakes are not reused)
+    noise_warmup: int = _at_least(0, 0)  # steps over which the noise drawn for training grows from noise_start to its prior
+    noise_start: float = _at_least(0.0, 0.2, exclusive=True, high=1.0)
     skip_nonfinite: bool = False
     bn_batches: int = _at_least(0, 16)  # generated batches of 256 that set BatchNorm's statistics at the end (0: keep the moving averages)
     compile: bool = False

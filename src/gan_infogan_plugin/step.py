@@ -128,6 +128,12 @@ class Regularizer:
         """Restore :meth:`state_dict` (``{}`` from a checkpoint written before this regularizer existed)."""
 
 
+def linear_ramp(step: int, steps: int, start: float = 0.0) -> float:
+    """A factor that grows linearly from ``start`` at step 0 to 1 at step ``steps``, then stays 1
+    (1 throughout when ``steps`` is 0)."""
+    return 1.0 if step >= steps else start + (1.0 - start) * step / steps
+
+
 class MITerm(Regularizer):
     """InfoGAN's MI term (:class:`~gan_infogan_plugin.regularizer.MIRegularizer`) on Q's reading of
     the fakes in both updates: Q (with D's trunk, unless detached) learns from it in D's update, G in
@@ -146,7 +152,7 @@ class MITerm(Regularizer):
 
     def cont_scale(self, step: int) -> float:
         """The factor on ``lambda_cont`` at ``step``: step / cont_warmup, then 1."""
-        return 1.0 if step >= self.cont_warmup else step / self.cont_warmup
+        return linear_ramp(step, self.cont_warmup)
 
     def discriminator_term(self, fakes: Fakes) -> Term:
         return self.mi(fakes.q, fakes.codes, self.cont_scale(fakes.step))

@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .batchnorm import recalibrate
+from .codes import LatentBatch, LatentCodeSpec
 from .cpu import cpu_settings
 from .data.base import AUGMENT_STREAM, MORE_NOISE_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
 from .errors import RunInterrupted, UserError, one_line
@@ -49,10 +50,10 @@ from .images import save_grid, traversal_grid
 from .modes import evaluating
 from .networks import Networks, build_networks, build_regularizers, load_data
 from .plots import plot_after_run
-from .recipes import Recipe
+from .recipes import Recipe, TrainerConfig
 from .runs import RunDir, snapshot
 from .signals import stop_signals_to
-from .step import GAN, Batch, Regularizer, StepResult, train_step
+from .step import GAN, Batch, Regularizer, StepResult, linear_ramp, train_step
 
 T = TypeVar("T")
 # With trainer.skip_nonfinite, a run that skipped more than this share of its updates (D's and G's, since
@@ -256,11 +257,7 @@ class _Loop:
         real = next(self.real)
         if t.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        spec = self.recipe.codes
-        codes = spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
-        fresh = t.g_steps if t.fresh_codes else t.g_steps - 1  # G updates that draw codes of their own
-        g_codes = tuple(spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, MORE_NOISE_STREAM + i, device))
-                        for i in range(fresh))
+        codes, g_codes = training_codes(self.recipe.codes, t, rank, step, device)
         shift = self.recipe.augment.shift  # D sees every image, real or fake, moved by a random shift (none at 0)
         moves = stream_generator(t.seed, rank, step, AUGMENT_STREAM, device) if shift else None
         return Batch(step, real, codes, shift, moves, g_codes, reuse_fakes=not t.fresh_codes)
@@ -425,6 +422,22 @@ class _NonFinite:
 
 
 NONFINITE_ADVICE = "Lower the learning rates (optim.g.lr, optim.d.lr) or use trainer.precision = \"32-true\""
+
+
+def training_codes(spec: LatentCodeSpec, t: TrainerConfig, rank: int, step: int, device) -> tuple[LatentBatch, tuple[LatentBatch, ...]]:
+    """The codes of ``step`` on ``rank``, (batch_size, ...) each, from the (seed, rank, step) streams: D's
+    fakes' codes, and one set per G update that draws codes of its own (``g_steps``, less the one that
+    reuses D's fakes unless ``fresh_codes``). During ``noise_warmup`` the noise is the prior's draw times a
+    factor growing linearly from ``noise_start`` to 1, so that the categorical codes, not the noise,
+    draw G's first clusters."""
+    codes = spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
+    fresh = t.g_steps if t.fresh_codes else t.g_steps - 1
+    g_codes = tuple(spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, MORE_NOISE_STREAM + i, device))
+                    for i in range(fresh))
+    if step < t.noise_warmup:
+        factor = linear_ramp(step, t.noise_warmup, t.noise_start)
+        codes, g_codes = codes.noise_times(factor), tuple(c.noise_times(factor) for c in g_codes)
+    return codes, g_codes
 
 
 def _finite(state: dict[str, torch.Tensor]) -> bool:
