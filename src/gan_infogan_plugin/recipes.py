@@ -173,7 +173,7 @@ class TrainerConfig:
     g_steps: int = _at_least(1, 1)  # G updates per step: the first on the fakes D scored, the others on fresh codes
     fresh_codes: bool = False  # every G update on codes and fakes of its own, the first too (D's fakes are not reused)
     noise_warmup: int = _at_least(0, 0)  # steps over which the noise drawn for training grows from noise_start to its prior
-    noise_start: float = _at_least(0.0, 0.2, exclusive=True, high=1.0)
+    noise_start: float = _at_least(0.0, 0.2, exclusive=True, high=1.0)  # the noise's factor at step 0 of the warm-up
     skip_nonfinite: bool = False
     bn_batches: int = _at_least(0, 16)  # generated batches of 256 that set BatchNorm's statistics at the end (0: keep the moving averages)
     compile: bool = False
