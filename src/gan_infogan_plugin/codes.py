@@ -111,10 +111,6 @@ class LatentBatch:
         """Generator input for DCGAN-style generators, (N, input_dim, 1, 1)."""
         return self.flat[:, :, None, None]
 
-    def noise_times(self, factor: float) -> "LatentBatch":
-        """The same codes with the noise multiplied by ``factor`` (a noise warm-up's draw)."""
-        return LatentBatch(self.spec, self.noise * factor, self.cat, self.cont)
-
     def to(self, device) -> "LatentBatch":
         return LatentBatch(
             self.spec, self.noise.to(device), tuple(c.to(device) for c in self.cat), self.cont.to(device)

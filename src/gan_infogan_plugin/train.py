@@ -28,7 +28,7 @@ import os
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -429,14 +429,13 @@ def training_codes(spec: LatentCodeSpec, t: TrainerConfig, rank: int, step: int,
     fakes' codes, and one set per G update that draws codes of its own (``g_steps``, less the one that
     reuses D's fakes unless ``fresh_codes``). During ``noise_warmup`` the noise is the prior's draw times a
     factor growing linearly from ``noise_start`` to 1, so that the categorical codes, not the noise,
-    draw G's first clusters."""
+    draw G's first clusters: the spec's own noise scale, times that factor, for this step's draws."""
+    if step < t.noise_warmup:
+        spec = replace(spec, noise_scale=spec.noise_scale * linear_ramp(step, t.noise_warmup, t.noise_start))
     codes = spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, NOISE_STREAM, device))
     fresh = t.g_steps if t.fresh_codes else t.g_steps - 1
     g_codes = tuple(spec.sample(t.batch_size, device, generator=stream_generator(t.seed, rank, step, MORE_NOISE_STREAM + i, device))
                     for i in range(fresh))
-    if step < t.noise_warmup:
-        factor = linear_ramp(step, t.noise_warmup, t.noise_start)
-        codes, g_codes = codes.noise_times(factor), tuple(c.noise_times(factor) for c in g_codes)
     return codes, g_codes
 
 
