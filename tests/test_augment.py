@@ -1,10 +1,12 @@
-"""augment.random_shift: every output is a whole-pixel shift of its input with replicated borders."""
+"""augment: random_shift moves every image by whole pixels with replicated borders; affine and
+random_affine rotate and zoom about the centre."""
 
 import numpy as np
 import pytest
 import torch
 
 from gan_infogan_plugin import random_shift
+from gan_infogan_plugin.augment import affine, random_affine
 
 IMAGE = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
 
@@ -65,3 +67,36 @@ def test_gradient_reaches_the_input_pixels_each_output_pixel_came_from():
     # every output pixel is one input pixel: the gradients add up to the number of output pixels
     assert x.grad.sum().item() == pytest.approx(16 * 25)
     assert (x.grad.flatten(1).sum(1) == 25).all()
+
+
+def test_affine_by_hand_quarter_turns_and_identity():
+    """affine: a quarter turn is torch.rot90 (counter-clockwise as displayed), angle 0 and scale 1 the input."""
+    x = torch.rand(2, 3, 7, 7, generator=torch.Generator().manual_seed(0))
+    turned = affine(x, torch.tensor([90.0, -90.0]), torch.ones(2))
+    assert torch.allclose(turned[0], torch.rot90(x[0], 1, (1, 2)), atol=1e-5)
+    assert torch.allclose(turned[1], torch.rot90(x[1], -1, (1, 2)), atol=1e-5)
+    assert torch.allclose(affine(x, torch.zeros(2), torch.ones(2)), x, atol=1e-6)
+
+
+def test_affine_zoom_enlarges_about_the_centre():
+    """Scale 2 on a centred 2x2 block of a 6x6 image: the centre stays 1, the block grows to the 4x4
+    middle (bilinear: 0.75 at its edge), and the corners stay the background."""
+    x = torch.zeros(1, 1, 6, 6)
+    x[..., 2:4, 2:4] = 1.0
+    out = affine(x, torch.zeros(1), torch.full((1,), 2.0))[0, 0]
+    assert torch.allclose(out[2:4, 2:4], torch.ones(2, 2))
+    assert torch.allclose(out[1, 2:4], torch.full((2,), 0.75)) and out[0, 0].item() < 0.1
+
+
+def test_random_affine_is_reproducible_bounded_and_differentiable():
+    x = torch.rand(5, 1, 9, 9, requires_grad=True)
+    a = random_affine(x, 15.0, 0.1, torch.Generator().manual_seed(3))
+    b = random_affine(x, 15.0, 0.1, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.equal(a, random_affine(x, 15.0, 0.1, torch.Generator().manual_seed(4)))
+    assert random_affine(x, 0.0, 0.0) is x
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for degrees, zoom in ((-1.0, 0.1), (10.0, 1.0), (10.0, -0.1)):
+        with pytest.raises(ValueError, match="max_degrees"):
+            random_affine(x, degrees, zoom)

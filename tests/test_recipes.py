@@ -108,6 +108,12 @@ BAD = [
     (MINIMAL + "[contrastive]\nweight = 2.0\n", "contrastive.weight: the contrastive term needs at least two continuous codes"),
     ('codes = "noise:4,cont:2:normal"\n[model]\nname = "mnist"\n[contrastive]\nweight = 1\ngap_start = 0.5\n',
      "contrastive.gap_start: a gap needs uniform continuous codes"),
+    ('codes = "noise:4,cont:2"\n[model]\nname = "mnist"\n[invariance]\nweight = 1.0\n',
+     "invariance.weight: the invariance term needs a categorical code"),
+    ('codes = "noise:4,cat:3"\n[model]\nname = "mnist"\n[regularizer]\nenabled = false\n[invariance]\nweight = 1\n',
+     "invariance.weight: the invariance term trains Q's categorical heads: it needs regularizer.enabled = true"),
+    (MINIMAL + "[invariance]\nzoom = 0.6\n", "invariance.zoom: expected a number from 0.0 to 0.5, got 0.6"),
+    (MINIMAL + "[invariance]\ndegrees = -5\n", "invariance.degrees: expected a number >= 0.0, got -5.0"),
 ]
 
 

@@ -113,10 +113,11 @@ def test_resume_reaches_the_weights_of_an_uninterrupted_run(shapes_run, tmp_path
     assert logged_steps(resumed) == [2, 4, 6]
 
 
-@pytest.mark.parametrize("setting", ["augment.shift=1", "trainer.fresh_codes=true", "trainer.noise_warmup=6"])
+@pytest.mark.parametrize("setting", ["augment.shift=1", "trainer.fresh_codes=true", "trainer.noise_warmup=6", "invariance.weight=1"])
 def test_a_setting_that_draws_more_changes_training_and_resumes_exactly(shapes_run, tmp_path, setting):
-    """D's inputs shifted, or G's update on codes of its own: training changes, and a resumed run draws
-    the same shifts and codes as an uninterrupted one (they come from (seed, rank, step) streams)."""
+    """D's inputs shifted, G's update on codes of its own, a smaller noise or the real images' rotated
+    copies: training changes, and a resumed run draws the same shifts, codes and copies as an
+    uninterrupted one (they come from (seed, rank, step) streams)."""
     changed = tmp_path / "changed"
     assert run_shapes(changed, 4, setting).exit_code == 0
     plain, other = weights(shapes_run / "generator.safetensors"), weights(changed / "generator.safetensors")

@@ -1,6 +1,7 @@
 """gan-infogan-plugin: the InfoGAN objective for any PyTorch GAN.
 
-The core (``codes``, ``qhead``, ``regularizer``, ``contrastive``, ``wrap``, ``augment``, ``modes``) imports only torch.
+The core (``codes``, ``qhead``, ``regularizer``, ``contrastive``, ``invariance``, ``wrap``, ``augment``, ``modes``)
+imports only torch.
 """
 
 from __future__ import annotations

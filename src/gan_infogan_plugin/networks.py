@@ -17,6 +17,7 @@ from .data.base import ImageData
 from .errors import UserError
 from .contrastive import ContrastiveRegularizer, ContrastiveSchedule
 from .contrastive_term import ContrastiveTerm
+from .invariance_term import InvarianceTerm
 from .models import GANModel
 from .recipes import DataConfig, Recipe
 from .step import MITerm, Regularizer
@@ -75,7 +76,7 @@ def build_networks(recipe: Recipe) -> Networks:
 def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
     """The terms the training step adds to the GAN loss: InfoGAN's MI term when the recipe enables it,
     then InfoGAN-CR's contrastive term when ``contrastive.weight > 0`` (its CR network initialised
-    from the global RNG, after G and D)."""
+    from the global RNG, after G and D), then the invariance term when ``invariance.weight > 0``."""
     terms: list[Regularizer] = []
     if networks.info is not None:
         terms.append(MITerm(networks.info.regularizer, recipe.regularizer.cont_warmup))
@@ -84,6 +85,10 @@ def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
         schedule = ContrastiveSchedule(cr.weight, cr.start, cr.gap_start, cr.gap_decrease, cr.gap_every, cr.gap_times)
         regularizer = ContrastiveRegularizer(recipe.codes, networks.channels, networks.size)
         terms.append(ContrastiveTerm(regularizer, schedule, cr.lr, tuple(cr.betas), recipe.trainer.seed))
+    inv = recipe.invariance
+    if inv.enabled:
+        names = [code.name for code in recipe.codes.categorical]
+        terms.append(InvarianceTerm(names, inv.weight, inv.degrees, inv.zoom, recipe.trainer.seed))
     return terms
 
 

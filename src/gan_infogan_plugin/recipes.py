@@ -14,6 +14,8 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [contrastive] weight = 0.0 (off; InfoGAN-CR's term, contrastive_term.ContrastiveTerm), start = 0,
                   gap_start = 0.0, gap_decrease = 0.0, gap_every = 1, gap_times = 0,
                   lr = 2e-3, betas = [0.5, 0.999] (the CR network's Adam)
+    [invariance]  weight = 0.0 (off; IIC on Q's categorical heads over real images and rotated, zoomed
+                  copies, invariance_term.InvarianceTerm), degrees = 15.0, zoom = 0.1
     [optim.g]     lr = 1e-3, betas = [0.5, 0.999], weight_decay = 0.0      (and [optim.d], lr = 2e-4)
     [trainer]     batch_size = 64 (per process), max_steps = 10000, seed = 0, log_every = 50,
                   sample_every = 1000, sample_noise = 8, checkpoint_every = 1000,
@@ -141,6 +143,21 @@ class ContrastiveConfig:
 
 
 @dataclass
+class InvarianceConfig:
+    """IIC on Q's categorical heads (:class:`~.invariance_term.InvarianceTerm`): ``weight`` on the mutual
+    information between Q's classes of the real images and of copies rotated by up to ``degrees`` and
+    zoomed by up to ``zoom`` (0.1: 0.9-1.1 times); ``weight = 0``: off."""
+
+    weight: float = _at_least(0.0, 0.0)
+    degrees: float = _at_least(0.0, 15.0, high=180.0)
+    zoom: float = _at_least(0.0, 0.1, high=0.5)
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+
+@dataclass
 class OptimizerConfig:
     """Adam settings for one network."""
 
@@ -199,6 +216,7 @@ class Recipe:
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
+    invariance: InvarianceConfig = field(default_factory=InvarianceConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     origin: str = ""
@@ -220,6 +238,7 @@ SECTIONS: dict[str, type] = {
     "regularizer": RegularizerConfig,
     "augment": AugmentConfig,
     "contrastive": ContrastiveConfig,
+    "invariance": InvarianceConfig,
     "optim": OptimConfig,
     "trainer": TrainerConfig,
 }
@@ -350,6 +369,16 @@ def _check_contrastive(ctx: _Context, recipe: Recipe) -> None:
         raise ctx.fail("contrastive.gap_start", f"a gap needs uniform continuous codes (cont:N:uniform), codes {recipe.codes} has normal ones")
 
 
+def _check_invariance(ctx: _Context, recipe: Recipe) -> None:
+    """What the invariance term needs: Q (the MI regularizer on) and a categorical code to cluster with."""
+    if not recipe.invariance.enabled:
+        return
+    if not recipe.regularizer.enabled:
+        raise ctx.fail("invariance.weight", "the invariance term trains Q's categorical heads: it needs regularizer.enabled = true")
+    if not recipe.codes.categorical:
+        raise ctx.fail("invariance.weight", f"the invariance term needs a categorical code, codes {recipe.codes} has none")
+
+
 def parse_recipe(
     text: str, name: str, origin: str, overrides: list[str] = (), flags: Mapping[str, tuple[str, Any]] | None = None
 ) -> Recipe:
@@ -387,6 +416,7 @@ def parse_recipe(
     recipe = Recipe(name=name, origin=origin, **values)
     _check_trainer(ctx, recipe)
     _check_contrastive(ctx, recipe)
+    _check_invariance(ctx, recipe)
     _check_registered(ctx, "model.name", "models", recipe.model.name)
     _check_registered(ctx, "data.name", "datasets", recipe.data.name)
     return recipe

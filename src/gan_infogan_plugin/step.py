@@ -7,6 +7,8 @@ the same step with no regularizers; InfoGAN's MI term is :class:`MITerm`.
 A regularizer sees D's pass over the generated images (:class:`Fakes`: the images, their codes and
 Q's reading of them) once in each update and may
 
+- add a loss to D's update on the real images (:meth:`Regularizer.real_term`, with Q's reading of them,
+  :class:`Reals`, when it sets ``reads_real``),
 - add a loss to D's update (:meth:`Regularizer.discriminator_term`; Q is trained with D),
 - train networks of its own after D's optimizer step (:meth:`Regularizer.update`),
 - add a loss to G's update (:meth:`Regularizer.generator_term`; its ``stats`` are logged),
@@ -19,7 +21,7 @@ except with ``skip_nonfinite``.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence
 
 import torch
@@ -89,6 +91,18 @@ class Fakes:
     q: QOutput | None
 
 
+@dataclass
+class Reals:
+    """D's pass over the real images, as a regularizer that ``reads_real`` sees it.
+
+    images: (N, C, H, W) the real batch as D saw it (shifted); q: Q's reading of them.
+    """
+
+    step: int
+    images: torch.Tensor
+    q: QOutput
+
+
 class Term(Protocol):
     """A regularizer's contribution to one update (:class:`~gan_infogan_plugin.regularizer.MIResult` is one)."""
 
@@ -105,10 +119,16 @@ class Regularizer:
 
     name: str = "regularizer"  # its key in checkpoints
     start: int = 0  # the first step (counted from 0) it is active in
+    reads_real: bool = False  # True: D's pass over the real images runs Q too, for real_term
 
     def setup(self, fabric: "Fabric", gan: GAN) -> None:
         """Once before training (and before a resume loads its state): set up networks and optimizers
         of its own with ``fabric.setup``; ``gan`` holds G and D as the step runs them."""
+
+    def real_term(self, reals: Reals) -> Term | None:
+        """In D's update, after D's pass over the real images (with ``reads_real``): a loss added to D's
+        and Q's real-image loss."""
+        return None
 
     def discriminator_term(self, fakes: Fakes) -> Term | None:
         """In D's update, after D's pass over the detached fakes: a loss added to D's and Q's."""
@@ -168,7 +188,7 @@ class StepResult:
     loss_d: D's GAN loss (real + fake); loss_g: G's GAN loss; total_d / total_g: with the
     regularizers' terms added (what the non-finite check reads); g_terms: the regularizers' terms of
     G's update (of its last one, with more than one); skipped: updates skipped for a non-finite loss
-    (``skip_nonfinite`` only).
+    (``skip_nonfinite`` only); real_terms: the terms on the real images in D's update.
     """
 
     loss_d: torch.Tensor
@@ -177,11 +197,13 @@ class StepResult:
     total_g: torch.Tensor
     g_terms: list[Term]
     skipped: int
+    real_terms: list[Term] = field(default_factory=list)
 
     def stats(self) -> dict[str, torch.Tensor]:
-        """The numbers to log: ``loss/d``, ``loss/g`` and each G term's stats (``mi``, ``mi/<code>``, ...)."""
+        """The numbers to log: ``loss/d``, ``loss/g`` and each G term's and real term's stats (``mi``,
+        ``mi/<code>``, ``iic``, ...)."""
         named = {"loss/d": self.loss_d, "loss/g": self.loss_g}
-        for term in self.g_terms:
+        for term in [*self.g_terms, *self.real_terms]:
             named.update(term.stats)
         return named
 
@@ -201,9 +223,12 @@ def train_step(
     # D and Q: the real images, then the detached fakes; Q reads the features D computed on the fakes.
     gan.optimizer_d.zero_grad(set_to_none=True)
     with fabric.no_backward_sync(gan.discriminator, enabled=fabric.world_size > 1):  # gradients sync once, after the fake pass
-        verdict, _ = _judge(gan, seen(batch.real), with_q=False)
+        readers = [r for r in active if r.reads_real]
+        real = seen(batch.real)
+        verdict, q_real = _judge(gan, real, with_q=bool(readers))
         loss_real = _bce(verdict, 1.0)
-        fabric.backward(loss_real)
+        real_terms = [term for r in readers if (term := r.real_term(Reals(batch.step, real, q_real))) is not None]
+        fabric.backward(sum((term.loss for term in real_terms), loss_real))
     detached = fake.detach()
     verdict, q = _judge(gan, seen(detached))
     fakes = Fakes(batch.step, detached, batch.codes, q)
@@ -211,7 +236,7 @@ def train_step(
     d_terms = [term for r in active if (term := r.discriminator_term(fakes)) is not None]
     fabric.backward(sum((term.loss for term in d_terms), loss_fake))
     loss_d = (loss_real + loss_fake).detach()
-    total_d = sum((term.loss.detach() for term in d_terms), loss_d)
+    total_d = sum((term.loss.detach() for term in [*real_terms, *d_terms]), loss_d)
     skipped = _step_if_finite(fabric, gan.optimizer_d, total_d, skip_nonfinite)
     for r in active:
         r.update(fabric, fakes)
@@ -228,7 +253,7 @@ def train_step(
             fabric.backward(sum((term.loss for term in g_terms), loss_g))
             total_g = sum((term.loss.detach() for term in g_terms), loss_g.detach())
             skipped += _step_if_finite(fabric, gan.optimizer_g, total_g, skip_nonfinite)
-    return StepResult(loss_d, loss_g.detach(), total_d, total_g, g_terms, skipped)
+    return StepResult(loss_d, loss_g.detach(), total_d, total_g, g_terms, skipped, real_terms)
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from ..errors import UserError
 DATA_STREAM, NOISE_STREAM, AUGMENT_STREAM = 0, 1, 2
 CONTRASTIVE_STREAM = 3  # InfoGAN-CR's image pairs (contrastive_term.ContrastiveTerm)
 MORE_NOISE_STREAM = 4  # codes of the G updates that draw their own (g_steps > 1, fresh_codes): streams 4, 5, ...
+INVARIANCE_STREAM = 99  # the second views of the real images (invariance_term.InvarianceTerm), past 4, 5, ...
 
 
 @dataclass(frozen=True)
