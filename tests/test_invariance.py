@@ -8,20 +8,15 @@ import math
 
 import pytest
 import torch
-from lightning_fabric import Fabric
-from test_step import fabric  # noqa: F401 (the module-scoped fixture)
+from test_step import batch, fabric, tiny_gan  # noqa: F401 (fabric: the module-scoped fixture)
 from torch import nn
 
-from gan_infogan_plugin import LatentCodeSpec
 from gan_infogan_plugin.augment import random_affine
 from gan_infogan_plugin.data.base import INVARIANCE_STREAM, stream_generator
 from gan_infogan_plugin.invariance import paired_cluster_mi
 from gan_infogan_plugin.invariance_term import InvarianceTerm
 from gan_infogan_plugin.qhead import QOutput
-from gan_infogan_plugin.step import GAN, Batch, train_step
-
-SPEC = LatentCodeSpec.parse("noise:3,cat:2")  # input_dim 5
-
+from gan_infogan_plugin.step import train_step
 
 def test_mi_by_hand():
     """p = p' = [[3/4, 1/4], [1/4, 3/4]]: the joint is [[5/16, 3/16], [3/16, 5/16]], both marginals 1/2,
@@ -57,22 +52,8 @@ class TinyDQ(nn.Module):
         return self.d(flat).flatten(), q
 
 
-def tiny_gan(fabric: Fabric) -> GAN:
-    torch.manual_seed(0)
-    generator = nn.Sequential(nn.Linear(SPEC.input_dim, 4), nn.Tanh(), nn.Unflatten(1, (1, 2, 2)))
-    discriminator = TinyDQ()
-    g, opt_g = fabric.setup(generator, torch.optim.Adam(generator.parameters(), lr=0.1))
-    d, opt_d = fabric.setup(discriminator, torch.optim.Adam(discriminator.parameters(), lr=0.1))
-    return GAN(g, d, opt_g, opt_d, has_q=True)
-
-
-def batch(step: int) -> Batch:
-    rng = torch.Generator().manual_seed(step)
-    return Batch(step, torch.rand(6, 1, 2, 2, generator=rng) * 2 - 1, SPEC.sample(6, generator=rng))
-
-
 def test_the_term_is_minus_weight_times_iic_on_two_views_of_the_reals_and_trains_q(fabric):
-    gan, plain = tiny_gan(fabric), tiny_gan(fabric)
+    gan, plain = tiny_gan(fabric, TinyDQ), tiny_gan(fabric, TinyDQ)
     q_before = [p.detach().clone() for p in gan.discriminator.q.parameters()]
     b = batch(5)
     # by hand, before the step: the second view from the term's stream, Q's softmax on both views
@@ -96,7 +77,6 @@ def test_the_term_is_minus_weight_times_iic_on_two_views_of_the_reals_and_trains
 def test_the_term_refuses_a_gan_without_q_or_codes(fabric):
     with pytest.raises(ValueError, match="categorical code"):
         InvarianceTerm([])
-    gan = tiny_gan(fabric)
-    gan.has_q = False
+    gan = tiny_gan(fabric)  # D alone
     with pytest.raises(ValueError, match="needs Q"):
         InvarianceTerm(["c1"]).setup(fabric, gan)

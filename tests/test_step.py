@@ -5,6 +5,7 @@ and resumed exactly by `train`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pytest
 import safetensors.torch
@@ -27,14 +28,18 @@ def fabric() -> Fabric:
     return Fabric(accelerator="cpu", devices=1)
 
 
-def tiny_gan(fabric: Fabric) -> GAN:
-    """G: 5 inputs -> (N, 1, 2, 2) images; D: images -> (N,) logits; plain Adam for each."""
+def tiny_gan(fabric: Fabric, discriminator_with_q: Callable[[], nn.Module] | None = None) -> GAN:
+    """G: 5 inputs -> (N, 1, 2, 2) images; D: images -> (N,) logits, or the module
+    ``discriminator_with_q()`` makes (D and Q, ``has_q``); plain Adam for each."""
     torch.manual_seed(0)
     generator = nn.Sequential(nn.Linear(SPEC.input_dim, 4), nn.Tanh(), nn.Unflatten(1, (1, 2, 2)))
-    discriminator = nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Flatten(0))
+    if discriminator_with_q is None:
+        discriminator = nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Flatten(0))
+    else:
+        discriminator = discriminator_with_q()
     g, opt_g = fabric.setup(generator, torch.optim.Adam(generator.parameters(), lr=0.1))
     d, opt_d = fabric.setup(discriminator, torch.optim.Adam(discriminator.parameters(), lr=0.1))
-    return GAN(g, d, opt_g, opt_d, has_q=False)
+    return GAN(g, d, opt_g, opt_d, has_q=discriminator_with_q is not None)
 
 
 def batch(step: int) -> Batch:
