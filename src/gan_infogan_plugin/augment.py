@@ -45,8 +45,8 @@ def random_shift(
 
 
 def affine(images: torch.Tensor, degrees: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Each image rotated about its centre by its angle (in degrees, counter-clockwise as displayed: row 0 at the top) and zoomed by
-    its scale (> 1 enlarges).
+    """Each image rotated about its centre by its angle (in degrees, counter-clockwise as displayed,
+    row 0 at the top) and zoomed by its scale (> 1 enlarges).
 
     images: (N, C, H, W); degrees, scales: (N,). Bilinear sampling; outside the image the border
     pixels are repeated (a black background stays black). Differentiable with respect to ``images``.
