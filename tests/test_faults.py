@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from conftest import assert_user_error, gan_recipes, logged_steps, run_shapes, s
 from PIL import Image
 
 from gan_infogan_plugin import runs, train
+from gan_infogan_plugin.errors import UserError
 from gan_infogan_plugin.export import load_generator
 from gan_infogan_plugin.runs import FolderLock, RunDir, snapshot
 
@@ -183,15 +185,47 @@ def test_skip_nonfinite_that_skips_too_much_fails_and_exports_nothing(tmp_path, 
     assert not (out / "generator.safetensors").exists()
 
 
+def _slow_checkpoint_writes(monkeypatch, seconds: float = 0.5) -> None:
+    """Checkpoints written in the background reach the disk only after ``seconds`` (a slow disk)."""
+    real_write = RunDir._write_checkpoint
+
+    def slow_write(self, state):
+        time.sleep(seconds)
+        real_write(self, state)
+
+    monkeypatch.setattr(RunDir, "_write_checkpoint", slow_write)
+
+
 def test_non_finite_weights_are_never_exported(tmp_path, monkeypatch):
-    """G's weights go bad in the last update: the final checkpoint and the export are refused."""
+    """G's weights go bad in the last update: the final checkpoint and the export are refused, and the
+    message names the checkpoint of step 2 even while its background write is still going on."""
     out = tmp_path / "run"
     _poison_generator_at(3, monkeypatch)
+    _slow_checkpoint_writes(monkeypatch)
     result = run_shapes(out, 3, *QUIET, "trainer.checkpoint_every=2")
     # (D's BatchNorm statistics, recomputed from G's images at the last step, are not finite either)
     assert_user_error(result, "error: the generator", "weights are not finite at step 3: nothing saved",
                       f"the last good checkpoint {out / 'checkpoints' / 'last.ckpt'} is kept")
     assert checkpoint_step(out) == 2 and not (out / "generator.safetensors").exists()
+
+
+def test_a_failure_while_a_checkpoint_is_being_written_keeps_the_run(tmp_path, monkeypatch):
+    """A user error at step 4, while step 2's checkpoint is still on its way to a slow disk: the fresh run's
+    folder is not discarded as if it had no checkpoint; it holds step 2's, and resumes from it."""
+    out = tmp_path / "run"
+    real_step = train.train_step
+
+    def fail_at_step_4(fabric, gan, batch, *args, **kwargs):
+        if batch.step + 1 == 4:
+            raise UserError("the data went away")
+        return real_step(fabric, gan, batch, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", fail_at_step_4)
+    _slow_checkpoint_writes(monkeypatch)
+    assert_user_error(run_shapes(out, 6, *QUIET, "trainer.checkpoint_every=2"), "error: the data went away")
+    assert checkpoint_step(out) == 2
+    monkeypatch.undo()
+    assert run_shapes(out, 6, *QUIET, "trainer.checkpoint_every=2", flags=("--resume",)).exit_code == 0
 
 
 # --------------------------------------------------------------------------- paths

@@ -418,6 +418,16 @@ class RunDir:
         if writing is not None:
             writing.result()
 
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint is on disk, asked after the one being written in the background has
+        finished (a run that fails must neither miss it nor delete the folder under it). A failed
+        write leaves the earlier checkpoint, if any, in place; its error is not raised here."""
+        try:
+            self.finish_writes()
+        except UserError:
+            pass
+        return self.checkpoint.is_file()
+
     def load_checkpoint(self, into: Mapping[str, Any], resuming: bool = False) -> dict[str, Any]:
         """Read the checkpoint (``weights_only``: nothing in it is executed) and load each object of
         ``into`` (networks, optimizers) from the entry of the same name; returns the whole checkpoint.

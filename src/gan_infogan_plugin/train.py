@@ -90,7 +90,7 @@ def train(recipe: Recipe, out: str | Path | None = None, resume: bool = False, f
     try:
         return _fit(fabric, recipe, run, resume, force, progress)
     except UserError as exc:
-        if fabric.is_global_zero and not resume and not isinstance(exc, RunInterrupted) and not run.checkpoint.is_file():
+        if fabric.is_global_zero and not resume and not isinstance(exc, RunInterrupted) and not run.has_checkpoint():
             run.discard()
         raise
     finally:
@@ -418,7 +418,7 @@ class _NonFinite:
     @staticmethod
     def kept(run: RunDir) -> str:
         """What a run stopped for non-finite values keeps."""
-        return f"the last good checkpoint {run.checkpoint} is kept" if run.checkpoint.is_file() else "no checkpoint was written"
+        return f"the last good checkpoint {run.checkpoint} is kept" if run.has_checkpoint() else "no checkpoint was written"
 
 
 NONFINITE_ADVICE = "Lower the learning rates (optim.g.lr, optim.d.lr) or use trainer.precision = \"32-true\""
