@@ -2,12 +2,12 @@
 
     python benchmarks/runner.py [--steps 300] [--repeats 2] [--threads N] [--data ../shared/data/mnist]
 
-Both train the infogan-mnist recipe's networks, batch, optimisers, MI term, shift of D's inputs and
-fakes for G's update (``trainer.fresh_codes``) on the real MNIST test set (10,000 digits, torchvision
-raw layout) for the same number of steps, on this machine's CPU with the same thread count. The
-runner runs as users run it (in-process `train`, progress bar off because there is no terminal,
-metrics every `log_every` steps, a traversal grid per
-code and a checkpoint every `--every` steps, safetensors at the end); the bare loop is the ten-line
+Both train the infogan-mnist recipe's networks, batch, optimisers, MI term, shift of D's inputs,
+invariance term (``[invariance]``) and fakes for G's update (``trainer.fresh_codes``) on the real MNIST
+test set (10,000 digits, torchvision raw layout) for the same number of steps, on this machine's CPU
+with the same thread count. The runner runs as users run it (in-process `train`, progress bar off
+because there is no terminal, metrics every `log_every` steps, a traversal grid per code and a
+checkpoint every `--every` steps, safetensors at the end); the bare loop is the ten-line
 loop a user would write, with batches drawn by indexing one in-memory tensor and the runner's CPU
 settings (fused Adam, denormals flushed to zero). Times are wall clock from the call to the return
 (set-up and the runner's end of run included), and the steady rate of the steps after the first
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gan_infogan_plugin import InfoGAN, random_shift, registry
+from gan_infogan_plugin import InfoGAN, paired_cluster_mi, random_affine, random_shift, registry
 from gan_infogan_plugin.cpu import cpu_settings
 from gan_infogan_plugin.recipes import load_recipe
 from gan_infogan_plugin.train import train
@@ -72,7 +72,7 @@ def run_bare(args: argparse.Namespace) -> tuple[float, float]:
                         fixed_std=recipe.q_head.fixed_std)
     opt_g = torch.optim.Adam(g.parameters(), lr=recipe.optim.g.lr, betas=tuple(recipe.optim.g.betas), fused=True)
     opt_d = torch.optim.Adam(info.discriminator_parameters(), lr=recipe.optim.d.lr, betas=tuple(recipe.optim.d.betas), fused=True)
-    ones, zeros, shift = torch.ones(t.batch_size), torch.zeros(t.batch_size), recipe.augment.shift
+    ones, zeros, shift, inv = torch.ones(t.batch_size), torch.zeros(t.batch_size), recipe.augment.shift, recipe.invariance
     with cpu_settings(torch.device("cpu")):  # the runner's CPU block (train() leaves it when it returns)
         for step in range(t.max_steps):
             if step == t.log_every:
@@ -82,7 +82,14 @@ def run_bare(args: argparse.Namespace) -> tuple[float, float]:
             with torch.set_grad_enabled(not t.fresh_codes):  # the recipe's trainer.fresh_codes: G trains on fakes of its own
                 fake = g(codes.flat)
             opt_d.zero_grad()
-            loss_d = F.binary_cross_entropy_with_logits(d(random_shift(real, shift)), ones)
+            seen = random_shift(real, shift)
+            if inv.enabled:  # the recipe's [invariance]: IIC between Q's classes of the reals and of moved copies
+                verdict, q_real = info.discriminate(seen)
+                _, q_moved = info.discriminate(random_affine(seen, inv.degrees, inv.zoom))
+                mi = sum(paired_cluster_mi(a.softmax(1), b.softmax(1)) for a, b in zip(q_real.cat_logits, q_moved.cat_logits))
+                loss_d = F.binary_cross_entropy_with_logits(verdict, ones) - inv.weight * mi
+            else:
+                loss_d = F.binary_cross_entropy_with_logits(d(seen), ones)
             loss_d = loss_d + F.binary_cross_entropy_with_logits(d(random_shift(fake.detach(), shift)), zeros) + info.mi(codes).loss
             loss_d.backward()
             opt_d.step()

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 from conftest import assert_user_error, gan_recipes
 
-from gan_infogan_plugin.plots import plot_after_run, read_metrics
+from gan_infogan_plugin.plots import is_score, plot_after_run, read_metrics
 
 pytest.importorskip("matplotlib", reason="matplotlib is not installed: pip install -e '.[test]' (or '.[plot]')")
 
@@ -44,6 +44,13 @@ def test_read_metrics_keeps_the_logged_cells(tmp_path):
     assert run.series["eval/accuracy/c1"] == ([100], [0.62])  # empty cells: not logged at that step
     assert run.series["mi/c2"] == ([50, 100, 150], [0.2, 0.3, 0.35])
     assert run.entropy == pytest.approx({"c1": 2.302585, "c2": 0.693147})  # ln 10, and ln 2 for uniform(-1, 1)
+
+
+def test_the_scores_panel_takes_scores_only():
+    """Scores in [0, 1] per code and per run, both protocols'; not counts, MI values or losses."""
+    scores = ["eval/accuracy/c1", "eval/nmi/c1", "eval/ari/c2", "eval/mig", "eval/factorvae", "eval/paper/mig", "eval/paper/factorvae"]
+    others = ["eval/real_images", "eval/mi/c1", "eval/real_mi/c1", "eval/paper/real_images", "eval/mig/c1", "iic/c1", "mi", "loss/d", "acc/c1"]
+    assert [is_score(c) for c in scores + others] == [True] * len(scores) + [False] * len(others)
 
 
 def test_one_run_gets_three_panels(tmp_path):

@@ -10,9 +10,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .augment import random_shift
+    from .augment import random_affine, random_shift
     from .codes import CategoricalCode, ContinuousCode, LatentBatch, LatentCodeSpec
     from .contrastive import ContrastiveRegularizer, ContrastiveResult, ContrastiveSchedule
+    from .invariance import paired_cluster_mi
     from .qhead import QHead, QOutput
     from .regularizer import MIRegularizer, MIResult
     from .wrap import DiscriminatorWithQ, InfoGAN
@@ -21,7 +22,8 @@ __version__ = "0.1.0"
 
 # The public names, imported on first use (PEP 562): `gan-recipes --help` and `list` then load no torch.
 _MODULE_OF = {
-    "random_shift": "augment",
+    **dict.fromkeys(("random_affine", "random_shift"), "augment"),
+    "paired_cluster_mi": "invariance",
     **dict.fromkeys(("CategoricalCode", "ContinuousCode", "LatentBatch", "LatentCodeSpec"), "codes"),
     **dict.fromkeys(("ContrastiveRegularizer", "ContrastiveResult", "ContrastiveSchedule"), "contrastive"),
     **dict.fromkeys(("QHead", "QOutput"), "qhead"),
@@ -55,5 +57,7 @@ __all__ = [
     "MIResult",
     "QHead",
     "QOutput",
+    "paired_cluster_mi",
+    "random_affine",
     "random_shift",
 ]

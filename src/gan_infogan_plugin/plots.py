@@ -4,9 +4,11 @@ Panels (each only when the run logged its columns)::
 
     losses        loss/d and loss/g
     codes (nats)  the MI bound per code on the training batch (mi/<code>, a line), on generated and on
-                  real images at the eval steps (eval/mi/<code> o, eval/real_mi/<code> x), and H(c)
-                  (dotted: the ceiling of the bound, read from the run's recipe.toml)
-    eval scores   the scores in [0, 1]: eval/accuracy, nmi, ari per code, eval/mig, eval/factorvae
+                  real images at the eval steps (eval/mi/<code> o, eval/real_mi/<code> x), the invariance
+                  term's IIC on pairs of real images (iic/<code>, a faint line), and H(c) (dotted: the
+                  ceiling of them all, read from the run's recipe.toml)
+    eval scores   the scores in [0, 1]: eval/accuracy, nmi, ari per code, eval/mig, eval/factorvae and the
+                  InfoGAN-CR paper's eval/paper/mig, eval/paper/factorvae (not eval/real_images, a count)
 
 Several runs share the panels (the seeds of a sweep): a colour per curve, a line style per run.
 """
@@ -26,7 +28,9 @@ from .runs import RunDir, atomic_file
 
 INSTALL_HINT = "pip install 'gan-infogan-plugin[plot]' (or pip install matplotlib)"
 SCORES = ("accuracy", "nmi", "ari")  # eval/<score>/<code>, in [0, 1]
-CODE_SERIES = {"mi/": None, "eval/mi/": "o", "eval/real_mi/": "x"}  # column prefix -> marker (None: a line)
+RUN_SCORES = ("mig", "factorvae")  # eval/<score> and eval/paper/<score>, in [0, 1]
+CODE_SERIES = {"mi/": None, "iic/": None, "eval/mi/": "o", "eval/real_mi/": "x"}  # column prefix -> marker (None: a line)
+FAINT = ("iic/",)  # drawn thinner and lighter than the training bound
 RUN_STYLES = ("-", "--", ":", "-.")
 
 
@@ -80,6 +84,15 @@ def _entropies(recipe: Path) -> dict[str, float]:
     return {code.name: code.entropy for code in spec.codes}
 
 
+def is_score(column: str) -> bool:
+    """Whether a metrics column is a score in [0, 1] (the "eval scores" panel): eval/<accuracy|nmi|ari>/<code>,
+    eval/<mig|factorvae> or eval/paper/<mig|factorvae>."""
+    parts = column.split("/")
+    if parts[0] != "eval" or len(parts) < 2:
+        return False
+    return (len(parts) == 3 and parts[1] in SCORES) or (parts[-1] in RUN_SCORES and parts[1:-1] in ([], ["paper"]))
+
+
 def default_target(run_dirs: list[Path]) -> Path:
     """RUN/metrics.png for one run; metrics.png in the runs' common folder for several."""
     if len(run_dirs) == 1:
@@ -102,7 +115,7 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None) -> Path:
     target = out or default_target(run_dirs)
     columns = {column for run in runs for column in run.series}
     codes = sorted({c[len(prefix):] for c in columns for prefix in CODE_SERIES if c.startswith(prefix)})
-    scores = sorted(c for c in columns if c.startswith("eval/") and (c.split("/")[1] in SCORES or c.count("/") == 1))
+    scores = sorted(c for c in columns if is_score(c))
     panels = [name for name, present in (("losses", {"loss/d", "loss/g"} & columns), ("codes", codes),
                                          ("scores", scores)) if present]
     if not panels:
@@ -121,8 +134,9 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None) -> Path:
             else:
                 for prefix, marker in CODE_SERIES.items():
                     if column.startswith(prefix):
-                        axes["codes"].plot(steps, values, color=colours[column[len(prefix):]], lw=1.2, marker=marker,
-                                           ms=4, ls=style if marker is None else "none")
+                        faint = prefix in FAINT
+                        axes["codes"].plot(steps, values, color=colours[column[len(prefix):]], lw=0.8 if faint else 1.2,
+                                           alpha=0.45 if faint else 1.0, marker=marker, ms=4, ls=style if marker is None else "none")
     if "losses" in axes:
         axes["losses"].set(title="losses", xlabel="step")
         axes["losses"].legend([Line2D([], [], color=colours[c]) for c in ("loss/d", "loss/g")], ["D", "G"], fontsize=8)
@@ -135,7 +149,11 @@ def plot_runs(run_dirs: list[Path], out: Path | None = None) -> Path:
         handles = [Line2D([], [], color=colours[c]) for c in codes]
         handles += [Line2D([], [], color="grey", ls="-"), Line2D([], [], color="grey", marker="o", ls="none"),
                     Line2D([], [], color="grey", marker="x", ls="none")]
-        ax.legend(handles, [*codes, "training batch", "eval: generated", "eval: real images"], fontsize=8)
+        labels = [*codes, "training batch", "eval: generated", "eval: real images"]
+        if any(c.startswith(FAINT) for c in columns):
+            handles.append(Line2D([], [], color="grey", lw=0.8, alpha=0.45))
+            labels.append("IIC, real image pairs")
+        ax.legend(handles, labels, fontsize=8)
     if "scores" in axes:
         axes["scores"].set(title="eval scores", xlabel="step", ylim=(-0.02, 1.02))
         axes["scores"].legend([Line2D([], [], color=colours[c], marker=".") for c in scores],
