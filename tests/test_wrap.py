@@ -1,9 +1,11 @@
+import importlib
 import math
 
 import pytest
 import torch
 from torch import nn
 
+import gan_infogan_plugin
 from gan_infogan_plugin import InfoGAN, LatentCodeSpec
 from gan_infogan_plugin.models.dcgan import Discriminator, Generator
 
@@ -81,3 +83,11 @@ def test_tiny_infogan_learns_its_categorical_code():
         stats = info.mi(codes).stats
     assert stats["mi/c1"].item() > 0.9 * math.log(10)
     assert stats["acc/c1"].item() > 0.9
+
+
+def test_every_public_name_is_the_object_of_its_module():
+    """``gan_infogan_plugin.<name>`` (imported on first use) is the module's own object for every name in __all__."""
+    for name in gan_infogan_plugin.__all__:
+        module = importlib.import_module(f"gan_infogan_plugin.{gan_infogan_plugin._MODULE_OF[name]}")
+        assert getattr(gan_infogan_plugin, name) is getattr(module, name), name
+    assert sorted(gan_infogan_plugin.__all__) == sorted(gan_infogan_plugin._MODULE_OF)
