@@ -14,8 +14,8 @@ Issue 18, part 2 (GPU), in one call so that a lent device is used for minutes, n
       only: nothing is evaluated). Wall time from the first start to the last exit.
 
 Aims (issue 18): one seed's 5,000 steps in under 30 s; ten seeds in under 5 minutes on one H100. The
-physical limit: the FLOPs of one step (torch's FLOP counter on the CPU, the step of
-``benchmarks/overhead.py`` at the recipe's batch) times the steps per second, against
+physical limit: the FLOPs of one step (torch's FLOP counter on the CPU, one step of the recipe as the
+runner runs it, its regularizers included) times the steps per second, against
 ``--peak-tflops`` (the device's dense float32 peak; H100 SXM: 67, with TF32 tensor cores 495).
 ``--accelerator cpu --steps 20 --seeds 2 --jobs 2 --modes eager`` checks the script on a CPU.
 """
@@ -28,13 +28,15 @@ import time
 from pathlib import Path
 
 import torch
+from lightning_fabric import Fabric
 from torch.utils.flop_counter import FlopCounterMode
 
-from gan_infogan_plugin import LatentCodeSpec
+from gan_infogan_plugin import networks
+from gan_infogan_plugin import train as train_module
 from gan_infogan_plugin.recipes import load_recipe
+from gan_infogan_plugin.step import Batch, train_step
 from gan_infogan_plugin.train import usable_cores
 
-from overhead import CASES, make_step  # noqa: E402 (a sibling script: python benchmarks/gpu_throughput.py)
 from sweep_throughput import start, steady_rate, wait  # noqa: E402
 
 
@@ -46,11 +48,21 @@ def settings(args: argparse.Namespace, mode: str) -> list[str]:
             "trainer.sample_every=0", "trainer.checkpoint_every=0", "trainer.eval_every=0", *compiled]
 
 
-def step_flops(batch: int) -> float:
-    """FLOPs of one InfoGAN step of the MNIST nets at ``batch`` (D's update and G's, as train_step runs them)."""
-    step = make_step("mnist", LatentCodeSpec.parse(CASES["mnist"]), batch, True)
+def step_flops(settings: list[str] = ()) -> float:
+    """FLOPs of one training step of infogan-mnist with ``settings`` (its networks, batch, fresh codes,
+    shift and regularizers, the invariance term among them; D's update and G's, as the runner runs them)."""
+    recipe = load_recipe("infogan-mnist", list(settings))
+    fabric = Fabric(accelerator="cpu", devices=1)
+    nets = networks.build_networks(recipe)
+    gan, regularizers = train_module._setup(fabric, recipe, nets), networks.build_regularizers(recipe, nets)
+    for regularizer in regularizers:
+        regularizer.setup(fabric, gan)
+    t, spec, rng = recipe.trainer, recipe.codes, torch.Generator().manual_seed(0)
+    real = torch.rand(t.batch_size, nets.channels, nets.size, nets.size, generator=rng) * 2 - 1
+    batch = Batch(0, real, spec.sample(t.batch_size, generator=rng), shift=recipe.augment.shift, moves=rng,
+                  g_codes=(spec.sample(t.batch_size, generator=rng),), reuse_fakes=not t.fresh_codes)
     with FlopCounterMode(display=False) as counter:
-        step()
+        train_step(fabric, gan, batch, regularizers)
     return float(counter.get_total_flops())
 
 
@@ -79,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     modes = args.modes.split(",")
     batch = load_recipe("infogan-mnist", settings(args, "eager")).trainer.batch_size
-    flops = step_flops(batch)
+    flops = step_flops(settings(args, "eager"))
     device = torch.cuda.get_device_name() if args.accelerator == "cuda" and torch.cuda.is_available() else args.accelerator
     print(f"infogan-mnist on {device}, torch {torch.__version__}, batch {batch}, {args.steps} steps; "
           f"one step: {flops / 1e9:.1f} GFLOP")

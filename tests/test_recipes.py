@@ -46,8 +46,9 @@ def test_paper_settings():
     baseline, info = load_recipe("dcgan-mnist").to_dict(), load_recipe("infogan-mnist").to_dict()
     same = ("model", "codes", "data", "augment", "optim", "trainer")  # the baseline is infogan-mnist without Q
     assert {key: baseline[key] for key in same} == {key: info[key] for key in same}
-    # every G update on fresh codes, 5,000 steps (issue 13)
-    assert load_recipe("infogan-mnist").trainer.fresh_codes and load_recipe("infogan-mnist").trainer.max_steps == 5000
+    # every G update on fresh codes, 5,000 steps, Q's classes invariant to small rotations and zooms (issue 13)
+    assert mnist.trainer.fresh_codes and mnist.trainer.max_steps == 5000
+    assert (mnist.invariance.weight, mnist.invariance.degrees, mnist.invariance.zoom) == (1.0, 15.0, 0.1)
 
 
 def test_defaults_and_overrides():

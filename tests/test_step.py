@@ -239,13 +239,15 @@ def test_a_regularizer_with_its_own_network_is_trained_checkpointed_and_resumed_
 
 
 def test_a_training_step_reads_nothing_back_from_the_device(fabric):
-    """The runner's step on infogan-mnist's networks (fused Adam, the shift, fresh codes, the MI term)
-    makes no host read of a tensor (``.item()``, ``bool()``): on a GPU each would stall the host until
-    the device has caught up. Counted at the dispatcher, on the CPU."""
+    """The runner's step on infogan-mnist's networks (fused Adam, the shift, fresh codes, the MI term, the
+    invariance term) makes no host read of a tensor (``.item()``, ``bool()``): on a GPU each would stall
+    the host until the device has caught up. Counted at the dispatcher, on the CPU."""
     recipe = load_recipe("infogan-mnist", ["trainer.batch_size=4"])
     nets = networks.build_networks(recipe)
     gan = train_module._setup(fabric, recipe, nets)
     regularizers = networks.build_regularizers(recipe, nets)
+    for regularizer in regularizers:  # as the runner sets them up (the invariance term reads Q through the GAN)
+        regularizer.setup(fabric, gan)
     rng = torch.Generator().manual_seed(0)
     spec = recipe.codes
     step = Batch(0, torch.rand(4, 1, 28, 28, generator=rng) * 2 - 1, spec.sample(4, generator=rng), shift=2,
@@ -258,7 +260,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(fabric):
 
 def test_the_recipes_warmup_reaches_the_mi_term():
     recipe = load_recipe("infogan-mnist", ["regularizer.cont_warmup=300"])
-    (term,) = networks.build_regularizers(recipe, networks.build_networks(recipe))
+    term = networks.build_regularizers(recipe, networks.build_networks(recipe))[0]
     assert isinstance(term, MITerm) and term.cont_warmup == 300 and term.cont_scale(150) == 0.5
 
 
