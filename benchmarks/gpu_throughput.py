@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -48,10 +49,10 @@ def settings(args: argparse.Namespace, mode: str) -> list[str]:
             "trainer.sample_every=0", "trainer.checkpoint_every=0", "trainer.eval_every=0", *compiled]
 
 
-def step_flops(settings: list[str] = ()) -> float:
-    """FLOPs of one training step of infogan-mnist with ``settings`` (its networks, batch, fresh codes,
+def step_flops(overrides: Sequence[str] = ()) -> float:
+    """FLOPs of one training step of infogan-mnist with ``overrides`` (its networks, batch, fresh codes,
     shift and regularizers, the invariance term among them; D's update and G's, as the runner runs them)."""
-    recipe = load_recipe("infogan-mnist", list(settings))
+    recipe = load_recipe("infogan-mnist", list(overrides))
     fabric = Fabric(accelerator="cpu", devices=1)
     nets = networks.build_networks(recipe)
     gan, regularizers = train_module._setup(fabric, recipe, nets), networks.build_regularizers(recipe, nets)
