@@ -33,10 +33,9 @@ from lightning_fabric import Fabric
 from torch.utils.flop_counter import FlopCounterMode
 
 from gan_infogan_plugin import networks
-from gan_infogan_plugin import train as train_module
 from gan_infogan_plugin.recipes import load_recipe
 from gan_infogan_plugin.step import Batch, train_step
-from gan_infogan_plugin.train import usable_cores
+from gan_infogan_plugin.train import set_up_training, training_codes, usable_cores
 
 from sweep_throughput import start, steady_rate, wait  # noqa: E402
 
@@ -55,13 +54,11 @@ def step_flops(overrides: Sequence[str] = ()) -> float:
     recipe = load_recipe("infogan-mnist", list(overrides))
     fabric = Fabric(accelerator="cpu", devices=1)
     nets = networks.build_networks(recipe)
-    gan, regularizers = train_module._setup(fabric, recipe, nets), networks.build_regularizers(recipe, nets)
-    for regularizer in regularizers:
-        regularizer.setup(fabric, gan)
-    t, spec, rng = recipe.trainer, recipe.codes, torch.Generator().manual_seed(0)
-    real = torch.rand(t.batch_size, nets.channels, nets.size, nets.size, generator=rng) * 2 - 1
-    batch = Batch(0, real, spec.sample(t.batch_size, generator=rng), shift=recipe.augment.shift, moves=rng,
-                  g_codes=(spec.sample(t.batch_size, generator=rng),), reuse_fakes=not t.fresh_codes)
+    gan, regularizers = set_up_training(fabric, recipe, nets)
+    t, device = recipe.trainer, torch.device("cpu")
+    real = torch.rand(t.batch_size, nets.channels, nets.size, nets.size) * 2 - 1
+    codes, g_codes = training_codes(recipe.codes, t, 0, 0, device)  # step 0's draws, as the runner's loop makes them
+    batch = Batch(0, real, codes, recipe.augment.shift, torch.Generator().manual_seed(0), g_codes, reuse_fakes=not t.fresh_codes)
     with FlopCounterMode(display=False) as counter:
         train_step(fabric, gan, batch, regularizers)
     return float(counter.get_total_flops())

@@ -244,10 +244,7 @@ def test_a_training_step_reads_nothing_back_from_the_device(fabric):
     the host until the device has caught up. Counted at the dispatcher, on the CPU."""
     recipe = load_recipe("infogan-mnist", ["trainer.batch_size=4"])
     nets = networks.build_networks(recipe)
-    gan = train_module._setup(fabric, recipe, nets)
-    regularizers = networks.build_regularizers(recipe, nets)
-    for regularizer in regularizers:  # as the runner sets them up (the invariance term reads Q through the GAN)
-        regularizer.setup(fabric, gan)
+    gan, regularizers = train_module.set_up_training(fabric, recipe, nets)
     rng = torch.Generator().manual_seed(0)
     spec = recipe.codes
     step = Batch(0, torch.rand(4, 1, 28, 28, generator=rng) * 2 - 1, spec.sample(4, generator=rng), shift=2,

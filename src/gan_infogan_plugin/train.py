@@ -105,10 +105,7 @@ def _fit(fabric: Fabric, recipe: Recipe, run: RunDir, resume: bool, force: bool,
     nets = build_networks(recipe)
     data = _rank_zero_first(fabric, lambda: load_data(recipe.data, nets), everywhere=True)
     _rank_zero_first(fabric, lambda: run.create(recipe, replace=force and not resume), everywhere=False)
-    gan = _setup(fabric, recipe, nets)
-    regularizers = build_regularizers(recipe, nets)
-    for regularizer in regularizers:
-        regularizer.setup(fabric, gan)
+    gan, regularizers = set_up_training(fabric, recipe, nets)
     if resume:
         start = _resume(fabric, run, gan, regularizers)
     else:
@@ -162,6 +159,16 @@ def _launch(recipe: Recipe) -> Fabric:
                         f"{cores} CPU cores; use --devices {cores} or fewer, or --accelerator gpu")
     fabric.launch()
     return fabric
+
+
+def set_up_training(fabric: Fabric, recipe: Recipe, nets: Networks) -> tuple[GAN, list[Regularizer]]:
+    """What :func:`~gan_infogan_plugin.step.train_step` takes besides a batch: G, D and their optimizers
+    set up by Fabric (:func:`_setup`), and the recipe's regularizers, each set up on them."""
+    gan = _setup(fabric, recipe, nets)
+    regularizers = build_regularizers(recipe, nets)
+    for regularizer in regularizers:
+        regularizer.setup(fabric, gan)
+    return gan, regularizers
 
 
 def _setup(fabric: Fabric, recipe: Recipe, nets: Networks) -> GAN:
