@@ -85,7 +85,7 @@ def run_bare(args: argparse.Namespace) -> tuple[float, float]:
             seen = random_shift(real, shift)
             if inv.enabled:  # the recipe's [invariance]: IIC between Q's classes of the reals and of moved copies
                 verdict, q_real = info.discriminate(seen)
-                _, q_moved = info.discriminate(random_affine(seen, inv.degrees, inv.zoom))
+                _, q_moved = info.discriminate(random_affine(seen, inv.degrees, inv.zoom, max_shear=inv.shear))
                 mi = sum(paired_cluster_mi(a.softmax(1), b.softmax(1)) for a, b in zip(q_real.cat_logits, q_moved.cat_logits))
                 loss_d = F.binary_cross_entropy_with_logits(verdict, ones) - inv.weight * mi
             else:

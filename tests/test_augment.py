@@ -100,3 +100,34 @@ def test_random_affine_is_reproducible_bounded_and_differentiable():
     for degrees, zoom in ((-1.0, 0.1), (10.0, 1.0), (10.0, -0.1)):
         with pytest.raises(ValueError, match="max_degrees"):
             random_affine(x, degrees, zoom)
+
+
+def test_affine_shear_by_hand_leans_a_vertical_line_to_the_right():
+    """A shear of 45 degrees moves each row of a square image by its height above the centre in pixels
+    (tan 45 = 1): the centre column of a 7x7 image becomes the anti-diagonal, its top at the right.
+    A shear of 0 (and shears=None) leaves the rotation and zoom as they were."""
+    x = torch.zeros(1, 1, 7, 7)
+    x[..., 3] = 1.0
+    sheared = affine(x, torch.zeros(1), torch.ones(1), torch.full((1,), 45.0))[0, 0]
+    assert torch.allclose(sheared, torch.eye(7).flip(1), atol=1e-5)
+    assert torch.allclose(affine(x, torch.zeros(1), torch.ones(1), torch.full((1,), -45.0))[0, 0], torch.eye(7), atol=1e-5)
+    y = torch.rand(3, 2, 9, 9, generator=torch.Generator().manual_seed(1))
+    degrees, scales = torch.tensor([10.0, -30.0, 90.0]), torch.tensor([1.0, 0.8, 1.2])
+    assert torch.equal(affine(y, degrees, scales, torch.zeros(3)), affine(y, degrees, scales))
+
+
+def test_random_affine_shear_is_drawn_after_the_rest_and_bounded():
+    """Without shear the draws are those of before (same generator, same images); with it every image
+    gets its own shear within the bound, checked against affine() with the same draws by hand."""
+    x = torch.rand(6, 1, 9, 9)
+    gen = lambda: torch.Generator().manual_seed(8)  # noqa: E731
+    u = torch.rand(2, 6, generator=gen()) * 2 - 1
+    assert torch.equal(random_affine(x, 15.0, 0.1, gen()), affine(x, u[0] * 15.0, 1 + u[1] * 0.1))
+    g = gen()
+    u, shear = torch.rand(2, 6, generator=g) * 2 - 1, (torch.rand(6, generator=g) * 2 - 1) * 20.0
+    assert shear.abs().max() <= 20.0 and len(set(shear.tolist())) == 6
+    assert torch.equal(random_affine(x, 15.0, 0.1, gen(), max_shear=20.0), affine(x, u[0] * 15.0, 1 + u[1] * 0.1, shear))
+    assert not torch.equal(random_affine(x, 0.0, 0.0, gen(), max_shear=20.0), x)
+    for bad in (-1.0, 90.0):
+        with pytest.raises(ValueError, match="max_shear"):
+            random_affine(x, 15.0, 0.1, max_shear=bad)

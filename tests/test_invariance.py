@@ -57,12 +57,12 @@ def test_the_term_is_minus_weight_times_iic_on_two_views_of_the_reals_and_trains
     q_before = [p.detach().clone() for p in gan.discriminator.q.parameters()]
     b = batch(5)
     # by hand, before the step: the second view from the term's stream, Q's softmax on both views
-    other = random_affine(b.real, 20.0, 0.2, stream_generator(7, 0, 5, INVARIANCE_STREAM))
+    other = random_affine(b.real, 20.0, 0.2, stream_generator(7, 0, 5, INVARIANCE_STREAM), max_shear=10.0)
     _, q_real = gan.discriminator(b.real)
     _, q_other = gan.discriminator(other)
     expected = paired_cluster_mi(q_real.cat_logits[0].softmax(1), q_other.cat_logits[0].softmax(1))
 
-    term = InvarianceTerm(["c1"], weight=0.5, max_degrees=20.0, max_zoom=0.2, seed=7)
+    term = InvarianceTerm(["c1"], weight=0.5, max_degrees=20.0, max_zoom=0.2, seed=7, max_shear=10.0)
     term.setup(fabric, gan)
     result = train_step(fabric, gan, b, [term])
     reference = train_step(fabric, plain, b)
@@ -80,3 +80,19 @@ def test_the_term_refuses_a_gan_without_q_or_codes(fabric):
     gan = tiny_gan(fabric)  # D alone
     with pytest.raises(ValueError, match="needs Q"):
         InvarianceTerm(["c1"]).setup(fabric, gan)
+
+
+def test_the_recipe_s_invariance_table_sets_the_term():
+    """[invariance] degrees, zoom and shear reach the term the runner builds; shear is off unless set."""
+    from gan_infogan_plugin.networks import build_networks, build_regularizers
+    from gan_infogan_plugin.recipes import load_recipe
+
+    def term(overrides: list[str]) -> InvarianceTerm:
+        recipe = load_recipe("infogan-mnist", ["trainer.seed=3", *overrides])
+        (found,) = [r for r in build_regularizers(recipe, build_networks(recipe)) if isinstance(r, InvarianceTerm)]
+        return found
+
+    shipped = term([])
+    assert (shipped.weight, shipped.max_degrees, shipped.max_zoom, shipped.max_shear, shipped.seed) == (1.0, 15.0, 0.1, 0.0, 3)
+    moved = term(["invariance.degrees=25", "invariance.zoom=0.2", "invariance.shear=12", "invariance.weight=2"])
+    assert (moved.weight, moved.max_degrees, moved.max_zoom, moved.max_shear) == (2.0, 25.0, 0.2, 12.0)

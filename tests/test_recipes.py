@@ -48,7 +48,7 @@ def test_paper_settings():
     assert {key: baseline[key] for key in same} == {key: info[key] for key in same}
     # every G update on fresh codes, 5,000 steps, Q's classes invariant to small rotations and zooms (issue 13)
     assert mnist.trainer.fresh_codes and mnist.trainer.max_steps == 5000
-    assert (mnist.invariance.weight, mnist.invariance.degrees, mnist.invariance.zoom) == (1.0, 15.0, 0.1)
+    assert (mnist.invariance.weight, mnist.invariance.degrees, mnist.invariance.zoom, mnist.invariance.shear) == (1.0, 15.0, 0.1, 0.0)
 
 
 def test_defaults_and_overrides():
@@ -115,6 +115,7 @@ BAD = [
      "invariance.weight: the invariance term trains Q's categorical heads: it needs regularizer.enabled = true"),
     (MINIMAL + "[invariance]\nzoom = 0.6\n", "invariance.zoom: expected a number from 0.0 to 0.5, got 0.6"),
     (MINIMAL + "[invariance]\ndegrees = -5\n", "invariance.degrees: expected a number >= 0.0, got -5.0"),
+    (MINIMAL + "[invariance]\nshear = 75\n", "invariance.shear: expected a number from 0.0 to 60.0, got 75.0"),
 ]
 
 

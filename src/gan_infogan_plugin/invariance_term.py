@@ -3,7 +3,7 @@
 
 In D's update, on the real images (as D saw them, shifted), each step
 
-1. rotates and zooms every image at random (:func:`~gan_infogan_plugin.augment.random_affine`, from the
+1. rotates, zooms and shears every image at random (:func:`~gan_infogan_plugin.augment.random_affine`, from the
    (seed, rank, step) stream ``INVARIANCE_STREAM``, so a resumed run draws the same views),
 2. runs D's trunk and Q on the copies, and
 3. adds ``-weight * sum over categorical codes of I(z; z')`` (IIC) between Q's class probabilities on
@@ -47,18 +47,20 @@ class InvarianceTerm(Regularizer):
     """IIC on Q's categorical heads over pairs of views of the real images.
 
     ``names``: the categorical codes' names, in Q's order (``LatentCodeSpec.categorical``); ``weight``:
-    the term's weight against the GAN loss; ``max_degrees``, ``max_zoom``: the second view's rotation
-    and zoom (:func:`~gan_infogan_plugin.augment.random_affine`); ``seed``: the run's seed.
+    the term's weight against the GAN loss; ``max_degrees``, ``max_zoom``, ``max_shear``: the second
+    view's rotation, zoom and shear (:func:`~gan_infogan_plugin.augment.random_affine`); ``seed``: the
+    run's seed.
     """
 
     name = "invariance"
     reads_real = True
 
     def __init__(self, names: list[str], weight: float = 1.0, max_degrees: float = 15.0, max_zoom: float = 0.1,
-                 seed: int = 0) -> None:
+                 seed: int = 0, max_shear: float = 0.0) -> None:
         if not names:
             raise ValueError("the invariance term needs a categorical code")
-        self.names, self.weight, self.max_degrees, self.max_zoom, self.seed = names, weight, max_degrees, max_zoom, seed
+        self.names, self.weight, self.seed = names, weight, seed
+        self.max_degrees, self.max_zoom, self.max_shear = max_degrees, max_zoom, max_shear
         self.gan: GAN | None = None
         self.rank = 0
 
@@ -71,6 +73,6 @@ class InvarianceTerm(Regularizer):
         assert self.gan is not None, "setup runs before the first step"
         images = reals.images
         moves = stream_generator(self.seed, self.rank, reals.step, INVARIANCE_STREAM, images.device)
-        _, q_other = self.gan.discriminator(random_affine(images, self.max_degrees, self.max_zoom, moves), with_q=True)
+        _, q_other = self.gan.discriminator(random_affine(images, self.max_degrees, self.max_zoom, moves, self.max_shear), with_q=True)
         mi = [paired_cluster_mi(a.float().softmax(1), b.float().softmax(1)) for a, b in zip(reals.q.cat_logits, q_other.cat_logits)]
         return InvarianceResult(-self.weight * sum(mi), {name: m.detach() for name, m in zip(self.names, mi)})

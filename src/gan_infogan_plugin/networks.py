@@ -88,7 +88,7 @@ def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
     inv = recipe.invariance
     if inv.enabled:
         names = [code.name for code in recipe.codes.categorical]
-        terms.append(InvarianceTerm(names, inv.weight, inv.degrees, inv.zoom, recipe.trainer.seed))
+        terms.append(InvarianceTerm(names, inv.weight, inv.degrees, inv.zoom, recipe.trainer.seed, inv.shear))
     return terms
 
 

@@ -145,12 +145,14 @@ class ContrastiveConfig:
 @dataclass
 class InvarianceConfig:
     """IIC on Q's categorical heads (:class:`~.invariance_term.InvarianceTerm`): ``weight`` on the mutual
-    information between Q's classes of the real images and of copies rotated by up to ``degrees`` and
-    zoomed by up to ``zoom`` (0.1: 0.9-1.1 times); ``weight = 0``: off."""
+    information between Q's classes of the real images and of copies rotated by up to ``degrees``,
+    zoomed by up to ``zoom`` (0.1: 0.9-1.1 times) and sheared by up to ``shear`` degrees; ``weight = 0``:
+    off."""
 
     weight: float = _at_least(0.0, 0.0)
     degrees: float = _at_least(0.0, 15.0, high=180.0)
     zoom: float = _at_least(0.0, 0.1, high=0.5)
+    shear: float = _at_least(0.0, 0.0, high=60.0)
 
     @property
     def enabled(self) -> bool:
