@@ -76,8 +76,21 @@ def test_class_overlap_names_merged_classes_spare_and_unused_values():
     assert overlap.merged == {2: [2, 3]}  # classes 2 and 3 both put most of their images in value 2
     assert overlap.spare == {3: 1}  # value 3 is no class's majority; it holds class 1 most
     assert overlap.unused == [4]
+    # values whose largest class holds under 90% of their images, with each class's share (>= 10%)
+    assert overlap.mixed == {1: [(1, 0.75), (0, 0.25)], 2: [(3, 7 / 12), (2, 5 / 12)], 3: [(1, 2 / 3), (2, 1 / 3)]}
+    assert class_overlap(pred, labels, num_values=5, pure=0.7).mixed.keys() == {2, 3}
     clean = class_overlap((np.arange(20) + 1) % 4, np.arange(20) % 4, num_values=4)
-    assert clean.merged == {} and clean.spare == {} and clean.unused == []
+    assert clean.merged == {} and clean.spare == {} and clean.unused == [] and clean.mixed == {}
+
+
+def test_two_classes_split_by_style_are_mixed_not_merged():
+    """Classes 0 and 1 each spread over values 0 and 1 (60/40 and 40/60): each class has a value of its
+    own, so nothing is merged or spare, but both values are mixed; classes under a tenth are left out."""
+    pred = [0] * 6 + [1] * 4 + [0] * 4 + [1] * 6 + [0] + [2] * 10
+    labels = [0] * 6 + [0] * 4 + [1] * 4 + [1] * 6 + [2] + [2] * 10
+    overlap = class_overlap(pred, labels, num_values=3)
+    assert overlap.merged == {} and overlap.spare == {} and overlap.unused == []
+    assert overlap.mixed == {0: [(0, 6 / 11), (1, 4 / 11)], 1: [(1, 0.6), (0, 0.4)]}  # class 2's one image in value 0: 9%
 
 
 # ----------------------------------------------------------------- MIG / FactorVAE
@@ -262,3 +275,13 @@ def test_disentanglement_scores_reward_the_factor_reading_codes():
     )
     assert noise.mig.score < 0.05
     assert noise.factorvae.eval_accuracy < 0.35  # chance is 1/5
+
+
+def test_the_eval_caption_names_merged_spare_unused_and_mixed_values():
+    from gan_infogan_plugin.cli import _overlap_text
+    from gan_infogan_plugin.metrics import Overlap
+
+    overlap = Overlap({3: [4, 9]}, {6: 1}, [7], {3: [(4, 0.55), (9, 0.45)], 2: [(4, 0.584), (9, 0.411)]})
+    assert _overlap_text(overlap) == ("; classes 4+9 share value 3; value 6 holds no class of its own (mostly 1); "
+                                      "value 7 is never predicted; value 2 mixes 4 58%, 9 41%")
+    assert _overlap_text(Overlap({}, {}, [], {})) == ""

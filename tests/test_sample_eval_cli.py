@@ -128,6 +128,10 @@ def test_eval_prints_a_table_and_writes_json(run_dir, tmp_path):
     overlap = c1["overlap"]  # a 2-step Q: values shared, spare or unused, each value in one list at most
     named = [int(v) for v in overlap["merged"]] + [int(v) for v in overlap["spare"]] + overlap["unused"]
     assert len(named) == len(set(named)) and set(named) <= {0, 1, 2}
+    printed = " ".join(result.stdout.split())  # the caption may wrap
+    for value, shares in overlap["mixed"].items():  # values under 90% one class, each class share >= 10%
+        assert shares[0][1] < 0.9 and all(share >= 0.1 for _, share in shares) and sum(s for _, s in shares) <= 1 + 1e-9
+        assert (f"value {value} mixes {shares[0][0]} {shares[0][1]:.0%}" in printed) == (value not in overlap["merged"])
     assert set(report["real_mi"]) == {"c1"} and 0 <= report["real_mi"]["c1"] <= 1.0987  # label-free, <= ln 3
     assert "MI real" in result.stdout
     d = report["disentanglement"]

@@ -259,10 +259,13 @@ def sample(
 
 
 def _overlap_text(overlap: Overlap) -> str:
-    """``; classes 4+9 share value 3; value 6 holds no class of its own (mostly 1)``, or "" for a clean code."""
+    """``; classes 4+9 share value 3; value 6 holds no class of its own (mostly 1); value 2 mixes 4 58%,
+    9 41%``, or "" for a clean code."""
     parts = [f"classes {'+'.join(map(str, classes))} share value {value}" for value, classes in overlap.merged.items()]
     parts += [f"value {value} holds no class of its own (mostly {cls})" for value, cls in overlap.spare.items()]
     parts += [f"value {value} is never predicted" for value in overlap.unused]
+    parts += [f"value {value} mixes " + ", ".join(f"{cls} {share:.0%}" for cls, share in shares)
+              for value, shares in overlap.mixed.items() if value not in overlap.merged]
     return "".join(f"; {part}" for part in parts)
 
 

@@ -102,21 +102,30 @@ class Overlap:
 
     merged: code value -> the classes (two or more) whose images it takes most of (those classes have
     no value of their own); spare: code value -> the class it holds most of, for values that are no
-    class's majority (typically a second style of a split class); unused: values never predicted.
+    class's majority (typically a second style of a split class); unused: values never predicted;
+    mixed: code value -> [class, share] of the classes holding at least a tenth of its images, largest
+    first, for values whose largest class holds less than ``pure`` of them (two classes split between
+    two values by style: each class has a value of its own, so nothing is merged, yet both are mixed).
     """
 
     merged: dict[int, list[int]]
     spare: dict[int, int]
     unused: list[int]
+    mixed: dict[int, list[tuple[int, float]]]
 
 
-def class_overlap(pred: ArrayLike, labels: ArrayLike, num_values: int) -> Overlap:
+def class_overlap(pred: ArrayLike, labels: ArrayLike, num_values: int, pure: float = 0.9) -> Overlap:
     """:class:`Overlap` of code values ``pred`` (N,) in ``range(num_values)`` with the ``labels`` (N,)."""
     table, values, classes = contingency(pred, labels)
     majority = table.argmax(0)  # for each class, the row of the value most of its images get
     merged = {int(values[r]): [int(c) for c in classes[majority == r]] for r in np.unique(majority) if (majority == r).sum() > 1}
     spare = {int(values[r]): int(classes[table[r].argmax()]) for r in range(len(values)) if r not in majority}
-    return Overlap(merged, spare, sorted(set(range(num_values)) - {int(v) for v in values}))
+    shares = table / table.sum(1, keepdims=True)  # (values, classes): each value's images by class
+    mixed = {
+        int(values[r]): [(int(classes[c]), float(shares[r, c])) for c in np.argsort(-shares[r], kind="stable") if shares[r, c] >= 0.1]
+        for r in range(len(values)) if shares[r].max() < pure
+    }
+    return Overlap(merged, spare, sorted(set(range(num_values)) - {int(v) for v in values}), mixed)
 
 
 def nmi(pred: ArrayLike, labels: ArrayLike) -> float:
