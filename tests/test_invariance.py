@@ -93,6 +93,6 @@ def test_the_recipe_s_invariance_table_sets_the_term():
         return found
 
     shipped = term([])
-    assert (shipped.weight, shipped.max_degrees, shipped.max_zoom, shipped.max_shear, shipped.seed) == (1.0, 15.0, 0.1, 0.0, 3)
-    moved = term(["invariance.degrees=25", "invariance.zoom=0.2", "invariance.shear=12", "invariance.weight=2"])
-    assert (moved.weight, moved.max_degrees, moved.max_zoom, moved.max_shear) == (2.0, 25.0, 0.2, 12.0)
+    assert (shipped.weight, shipped.max_degrees, shipped.max_zoom, shipped.max_shear, shipped.seed) == (1.0, 25.0, 0.2, 0.0, 3)
+    moved = term(["invariance.degrees=15", "invariance.zoom=0.1", "invariance.shear=12", "invariance.weight=2"])
+    assert (moved.weight, moved.max_degrees, moved.max_zoom, moved.max_shear) == (2.0, 15.0, 0.1, 12.0)
