@@ -9,7 +9,7 @@
 #
 # With TF32_OFF=1 part 1 runs with NVIDIA_TF32_OVERRIDE=0 (cuDNN and cuBLAS in full float32) instead.
 # SETS="key=value ..." adds recipe settings to part 1 (a candidate over ten seeds, e.g.
-# SETS="invariance.degrees=25 invariance.zoom=0.2"); SKIP_ALONE=1 leaves out part 2.
+# SETS="invariance.shear=20"); SKIP_ALONE=1 leaves out part 2.
 #
 # Usage (from the repository root; results and logs under OUT, a summary printed at the end):
 #     OUT=/tmp/out DATA=../shared/data/mnist bash benchmarks/gpu_mnist_check.sh

@@ -82,7 +82,7 @@ def test_the_term_refuses_a_gan_without_q_or_codes(fabric):
         InvarianceTerm(["c1"]).setup(fabric, gan)
 
 
-def test_the_recipe_s_invariance_table_sets_the_term():
+def test_the_recipes_invariance_table_sets_the_term():
     """[invariance] degrees, zoom and shear reach the term the runner builds; shear is off unless set."""
     from gan_infogan_plugin.networks import build_networks, build_regularizers
     from gan_infogan_plugin.recipes import load_recipe
