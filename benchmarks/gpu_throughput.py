@@ -34,8 +34,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gan_infogan_plugin import networks
 from gan_infogan_plugin.recipes import load_recipe
-from gan_infogan_plugin.step import Batch, train_step
-from gan_infogan_plugin.train import set_up_training, training_codes, usable_cores
+from gan_infogan_plugin.step import train_step
+from gan_infogan_plugin.train import set_up_training, training_batch, usable_cores
 
 from sweep_throughput import start, steady_rate, wait  # noqa: E402
 
@@ -55,10 +55,8 @@ def step_flops(overrides: Sequence[str] = ()) -> float:
     fabric = Fabric(accelerator="cpu", devices=1)
     nets = networks.build_networks(recipe)
     gan, regularizers = set_up_training(fabric, recipe, nets)
-    t, device = recipe.trainer, torch.device("cpu")
-    real = torch.rand(t.batch_size, nets.channels, nets.size, nets.size) * 2 - 1
-    codes, g_codes = training_codes(recipe.codes, t, 0, 0, device)  # step 0's draws, as the runner's loop makes them
-    batch = Batch(0, real, codes, recipe.augment.shift, torch.Generator().manual_seed(0), g_codes, reuse_fakes=not t.fresh_codes)
+    real = torch.rand(recipe.trainer.batch_size, nets.channels, nets.size, nets.size) * 2 - 1
+    batch = training_batch(recipe, real, 0, 0, torch.device("cpu"))  # step 0's draws, as the runner's loop makes them
     with FlopCounterMode(display=False) as counter:
         train_step(fabric, gan, batch, regularizers)
     return float(counter.get_total_flops())

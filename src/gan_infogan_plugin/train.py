@@ -260,14 +260,10 @@ class _Loop:
 
     def draw(self, step: int) -> Batch:
         """This rank's real images, codes and shifts for ``step``, from the (seed, rank, step) streams."""
-        t, rank, device = self.recipe.trainer, self.fabric.global_rank, self.fabric.device
         real = next(self.real)
-        if t.channels_last:
+        if self.recipe.trainer.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
-        codes, g_codes = training_codes(self.recipe.codes, t, rank, step, device)
-        shift = self.recipe.augment.shift  # D sees every image, real or fake, moved by a random shift (none at 0)
-        moves = stream_generator(t.seed, rank, step, AUGMENT_STREAM, device) if shift else None
-        return Batch(step, real, codes, shift, moves, g_codes, reuse_fakes=not t.fresh_codes)
+        return training_batch(self.recipe, real, self.fabric.global_rank, step, self.fabric.device)
 
     def count(self, step: int, result: StepResult) -> int:
         """Book one finished step (skipped updates, the first non-finite loss, the bar); the steps done."""
@@ -429,6 +425,16 @@ class _NonFinite:
 
 
 NONFINITE_ADVICE = "Lower the learning rates (optim.g.lr, optim.d.lr) or use trainer.precision = \"32-true\""
+
+
+def training_batch(recipe: Recipe, real: torch.Tensor, rank: int, step: int, device) -> Batch:
+    """The :class:`~.step.Batch` of ``step`` on ``rank`` around the real images ``real`` (N, C, H, W):
+    its codes (:func:`training_codes`) and D's shifts, from the (seed, rank, step) streams."""
+    t = recipe.trainer
+    codes, g_codes = training_codes(recipe.codes, t, rank, step, device)
+    shift = recipe.augment.shift  # D sees every image, real or fake, moved by a random shift (none at 0)
+    moves = stream_generator(t.seed, rank, step, AUGMENT_STREAM, device) if shift else None
+    return Batch(step, real, codes, shift, moves, g_codes, reuse_fakes=not t.fresh_codes)
 
 
 def training_codes(spec: LatentCodeSpec, t: TrainerConfig, rank: int, step: int, device) -> tuple[LatentBatch, tuple[LatentBatch, ...]]:
