@@ -27,6 +27,18 @@ def test_pairs_share_the_noise_and_exactly_code_k():
     assert torch.equal(again[0].flat, a.flat) and torch.equal(again[1].flat, b.flat) and torch.equal(again[2], k)
 
 
+def test_pairs_may_share_their_categorical_codes_with_the_same_draws():
+    a, b, k = pair_codes(SPEC, 4000, generator=torch.Generator().manual_seed(0), share_categorical=True)
+    assert all(map(torch.equal, a.cat, b.cat)) and torch.equal(a.noise, b.noise)  # one class and one noise per pair
+    assert torch.equal(a.cont == b.cont, nn.functional.one_hot(k, 4).bool())  # still only code k shared
+    apart = pair_codes(SPEC, 4000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(apart[0].flat, a.flat) and torch.equal(apart[1].cont, b.cont) and torch.equal(apart[2], k)
+    assert not all(map(torch.equal, apart[1].cat, b.cat))
+    cr = ContrastiveRegularizer(SPEC, 1, 8, network=lambda c, n: nn.Linear(1, n), share_categorical=True)
+    a, b, _ = cr.pair_codes(64, generator=torch.Generator().manual_seed(3))
+    assert all(map(torch.equal, a.cat, b.cat))
+
+
 def test_a_gap_keeps_the_unshared_codes_apart():
     a, b, k = pair_codes(SPEC, 4000, gap=0.5, generator=torch.Generator().manual_seed(1))
     difference = (a.cont - b.cont).abs()

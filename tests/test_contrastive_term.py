@@ -130,3 +130,19 @@ def test_a_cr_run_is_the_plain_run_until_its_start_step(tmp_path):
     a, b = (torch.load(run / "checkpoints" / "last.ckpt", weights_only=True) for run in (plain, cr))
     for name in ("generator", "discriminator"):
         assert a[name].keys() == b[name].keys() and all(torch.equal(a[name][k], b[name][k]) for k in a[name])
+
+
+def test_the_recipes_contrastive_table_sets_the_shared_categorical_codes():
+    """[contrastive] share_categorical reaches the regularizer the runner builds; off unless set."""
+    from gan_infogan_plugin.networks import build_networks, build_regularizers
+    from gan_infogan_plugin.recipes import load_recipe
+
+    def built(overrides: list[str]) -> ContrastiveTerm:
+        recipe = load_recipe("infogan-mnist", ["contrastive.weight=1", *overrides])
+        (found,) = [r for r in build_regularizers(recipe, build_networks(recipe)) if isinstance(r, ContrastiveTerm)]
+        return found
+
+    assert not built([]).cr.share_categorical
+    shared = built(["contrastive.share_categorical=true"]).cr
+    a, b, _ = shared.pair_codes(32, generator=torch.Generator().manual_seed(0))
+    assert shared.share_categorical and all(map(torch.equal, a.cat, b.cat)) and not torch.equal(a.cont, b.cont)

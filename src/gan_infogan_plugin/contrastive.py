@@ -18,8 +18,10 @@ alpha = 0 until step 288,000, then 2.0, with H restarted there.
 
 The default H (:func:`cr_network`) is the one of the authors' code: four 4x4 stride-2 convolutions
 (32, 32, 64, 64) and FC 128, each followed by LeakyReLU(0.2) and spectrally normalised, then an FC
-layer to K logits; weights N(0, 0.02), biases 0. Categorical codes of the spec are drawn
-independently for the two images, like the unshared continuous codes.
+layer to K logits; weights N(0, 0.02), biases 0. Categorical codes of the spec (the paper has none)
+are drawn independently for the two images, like the unshared continuous codes, or, with
+``share_categorical``, shared by the pair like the noise: then the two images differ only in their
+continuous codes, and H need not see through a change of class (on MNIST, a change of digit).
 """
 
 from __future__ import annotations
@@ -85,11 +87,14 @@ def pair_codes(
     gap: float = 0.0,
     device=None,
     generator: torch.Generator | None = None,
+    share_categorical: bool = False,
 ) -> tuple[LatentBatch, LatentBatch, torch.Tensor]:
     """n pairs of generator inputs: (codes_a, codes_b, k).
 
     Both share the noise and the continuous code ``k`` (n,) long (an index into ``spec.continuous``),
-    equal in both; categorical codes and the other continuous codes are drawn for each on its own.
+    equal in both; the other continuous codes are drawn for each on its own, and so are the
+    categorical codes unless ``share_categorical`` (then both images have codes_a's). The draws from
+    ``generator`` are the same either way.
     ``gap > 0``: each unshared continuous code is drawn so that |c_a - c_b| >= gap (both values
     uniform on [-1 + gap/2, 1 - gap/2], then moved gap/2 apart), as in the authors' code; needs
     uniform codes and gap <= 2.
@@ -114,7 +119,8 @@ def pair_codes(
         cont_a[torch.arange(n), k] = a.cont[torch.arange(n), k]  # the shared code keeps its prior
     cont_b = cont_b.clone()
     cont_b[torch.arange(n), k] = cont_a[torch.arange(n), k]
-    return LatentBatch(spec, a.noise, a.cat, cont_a), LatentBatch(spec, a.noise, drawn.cat, cont_b), k
+    cat_b = a.cat if share_categorical else drawn.cat
+    return LatentBatch(spec, a.noise, a.cat, cont_a), LatentBatch(spec, a.noise, cat_b, cont_b), k
 
 
 @dataclass
@@ -139,7 +145,8 @@ class ContrastiveRegularizer(nn.Module):
     """The CR network H and its loss, for images (N, channels, size, size).
 
     ``network``: a function ``(in_channels, num_codes) -> nn.Module`` mapping image pairs
-    (N, 2 * channels, size, size) to logits (N, num_codes); default :func:`cr_network`. Use:
+    (N, 2 * channels, size, size) to logits (N, num_codes); default :func:`cr_network`.
+    ``share_categorical``: the pairs of :meth:`pair_codes` share their categorical codes. Use:
 
         a, b, k = cr.pair_codes(n)                      # LatentBatch, LatentBatch, (n,) long
         x_a, x_b = G(a.flat), G(b.flat)
@@ -153,11 +160,12 @@ class ContrastiveRegularizer(nn.Module):
         channels: int = 1,
         size: int = 64,
         network: Callable[[int, int], nn.Module] | None = None,
+        share_categorical: bool = False,
     ) -> None:
         super().__init__()
         if len(spec.continuous) < 2:
             raise ValueError(f"the contrastive regularizer needs at least two continuous codes, the spec {spec} has {len(spec.continuous)}")
-        self.spec = spec
+        self.spec, self.share_categorical = spec, share_categorical
         self._build = network or (lambda in_channels, num_codes: cr_network(in_channels, num_codes, size))
         self._in_channels = 2 * channels
         self.network = self._build(self._in_channels, len(spec.continuous))
@@ -165,8 +173,8 @@ class ContrastiveRegularizer(nn.Module):
     def pair_codes(
         self, n: int, gap: float = 0.0, device=None, generator: torch.Generator | None = None
     ) -> tuple[LatentBatch, LatentBatch, torch.Tensor]:
-        """:func:`pair_codes` for this regularizer's spec."""
-        return pair_codes(self.spec, n, gap, device, generator)
+        """:func:`pair_codes` for this regularizer's spec (and its ``share_categorical``)."""
+        return pair_codes(self.spec, n, gap, device, generator, self.share_categorical)
 
     def logits(self, images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
         """H on the pairs: two (N, C, S, S) batches -> (N, K) logits."""

@@ -83,7 +83,7 @@ def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
     cr = recipe.contrastive
     if cr.enabled:
         schedule = ContrastiveSchedule(cr.weight, cr.start, cr.gap_start, cr.gap_decrease, cr.gap_every, cr.gap_times)
-        regularizer = ContrastiveRegularizer(recipe.codes, networks.channels, networks.size)
+        regularizer = ContrastiveRegularizer(recipe.codes, networks.channels, networks.size, share_categorical=cr.share_categorical)
         terms.append(ContrastiveTerm(regularizer, schedule, cr.lr, tuple(cr.betas), recipe.trainer.seed))
     inv = recipe.invariance
     if inv.enabled:

@@ -13,7 +13,7 @@ A recipe (every key optional except ``codes`` and ``model.name``; defaults below
     [augment]     shift = 0 (pixels; every image D sees, real and fake, moved at random: augment.random_shift)
     [contrastive] weight = 0.0 (off; InfoGAN-CR's term, contrastive_term.ContrastiveTerm), start = 0,
                   gap_start = 0.0, gap_decrease = 0.0, gap_every = 1, gap_times = 0,
-                  lr = 2e-3, betas = [0.5, 0.999] (the CR network's Adam)
+                  share_categorical = false (pairs share their categorical codes), lr = 2e-3, betas = [0.5, 0.999] (the CR network's Adam)
     [invariance]  weight = 0.0 (off; IIC on Q's categorical heads over real images and rotated, zoomed
                   copies, invariance_term.InvarianceTerm), degrees = 15.0, zoom = 0.1
     [optim.g]     lr = 1e-3, betas = [0.5, 0.999], weight_decay = 0.0      (and [optim.d], lr = 2e-4)
@@ -126,7 +126,8 @@ class AugmentConfig:
 class ContrastiveConfig:
     """InfoGAN-CR's contrastive term (:class:`~.contrastive.ContrastiveSchedule`): G's weight on the CR
     network's loss from step ``start`` on (``weight = 0``: off), the progressive gap between unshared
-    codes, and the CR network's Adam settings."""
+    codes, whether a pair shares its categorical codes (``share_categorical``), and the CR network's
+    Adam settings."""
 
     weight: float = _at_least(0.0, 0.0)
     start: int = _at_least(0, 0)
@@ -134,6 +135,7 @@ class ContrastiveConfig:
     gap_decrease: float = _at_least(0.0, 0.0)
     gap_every: int = _at_least(1, 1)
     gap_times: int = _at_least(0, 0)
+    share_categorical: bool = False
     lr: float = _at_least(0.0, 2e-3, exclusive=True)
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
 
