@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 from torchvision.utils import save_image
 
 from gan_infogan_plugin.batchnorm import recalibrated
 from gan_infogan_plugin.data.base import to_unit_range
 from gan_infogan_plugin.evaluate import load_run, q_codes
+from gan_infogan_plugin.metrics import contingency
 from gan_infogan_plugin.modes import evaluating
 from gan_infogan_plugin.networks import load_data
 
@@ -43,18 +45,17 @@ def main() -> None:
     with recalibrated(g, d, spec, batch_size=256, seed=1), evaluating(g, d):
         values = q_codes(lambda x: d(x)[1], to_unit_range(data.images), spec)[:, column].long()
     labels = data.labels.long()
-    classes, size = int(labels.max()) + 1, int(values.max()) + 1
-    counts = torch.zeros(classes, size, dtype=torch.long).index_put_((labels, values), torch.ones_like(labels), accumulate=True)
-    own = counts.argmax(1)  # each class's own value
-    hosts = torch.zeros(classes, size, dtype=torch.bool)
+    counts, classes, found = contingency(labels, values)  # (classes, values that occur)
+    own = counts.argmax(1)  # each class's own value (its column)
+    hosts = np.zeros_like(counts, dtype=bool)
     hosts[:, own] = True  # the values that are some class's own ...
-    hosts[torch.arange(classes), own] = False  # ... other than the class's own
-    others = counts * hosts
-    c, v = divmod(int(others.argmax()), size)
-    host = int((own == v).nonzero()[0, 0])
-    print(f"{args.run}: {int(others[c, v])} of the {int(counts[c].sum())} images of class {c} are on value {v} "
-          f"(class {host}'s own, which holds {int(counts[host, v])} of class {host}); {int(counts[c, own[c]])} on their own value {int(own[c])}")
-    home = ((labels == c) & (values == own[c])).nonzero()[: args.n, 0]
+    hosts[np.arange(len(classes)), own] = False  # ... other than the class's own
+    row, col = np.unravel_index((counts * hosts).argmax(), counts.shape)
+    host_row = np.flatnonzero(own == col)[0]  # the class whose own value it is
+    c, v, home_value, host = int(classes[row]), int(found[col]), int(found[own[row]]), int(classes[host_row])
+    print(f"{args.run}: {counts[row, col]} of the {counts[row].sum()} images of class {c} are on value {v} "
+          f"(class {host}'s own, which holds {counts[host_row, col]} of class {host}); {counts[row, own[row]]} on their own value {home_value}")
+    home = ((labels == c) & (values == home_value)).nonzero()[: args.n, 0]
     astray = ((labels == c) & (values == v)).nonzero()[: args.n, 0]
     images = (to_unit_range(data.images) + 1) / 2
     grey = torch.full((8, *images.shape[1:]), 0.5)
