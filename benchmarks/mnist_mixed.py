@@ -17,11 +17,10 @@ import argparse
 
 import numpy as np
 import torch
-from torchvision.utils import save_image
-
 from gan_infogan_plugin.batchnorm import recalibrated
 from gan_infogan_plugin.data.base import to_unit_range
 from gan_infogan_plugin.evaluate import load_run, q_codes
+from gan_infogan_plugin.images import save_grid
 from gan_infogan_plugin.metrics import contingency
 from gan_infogan_plugin.modes import evaluating
 from gan_infogan_plugin.networks import load_data
@@ -42,8 +41,9 @@ def main() -> None:
         raise SystemExit(f"error: data set {data.name} has no labels held in memory to look at")
     column = [code.name for code in spec.codes].index(args.code)
     g, d = nets.generator, nets.discriminator
+    images = to_unit_range(data.images)  # (N, C, H, W) in [-1, 1]
     with recalibrated(g, d, spec, batch_size=256, seed=1), evaluating(g, d):
-        values = q_codes(lambda x: d(x)[1], to_unit_range(data.images), spec)[:, column].long()
+        values = q_codes(lambda x: d(x)[1], images, spec)[:, column].long()
     labels = data.labels.long()
     counts, classes, found = contingency(labels, values)  # (classes, values that occur)
     own = counts.argmax(1)  # each class's own value (its column)
@@ -57,9 +57,8 @@ def main() -> None:
           f"(class {host}'s own, which holds {counts[host_row, col]} of class {host}); {counts[row, own[row]]} on their own value {home_value}")
     home = ((labels == c) & (values == home_value)).nonzero()[: args.n, 0]
     astray = ((labels == c) & (values == v)).nonzero()[: args.n, 0]
-    images = (to_unit_range(data.images) + 1) / 2
-    grey = torch.full((8, *images.shape[1:]), 0.5)
-    save_image(torch.cat([images[home], grey, images[astray]]), args.out, nrow=8, padding=2, pad_value=0.5)
+    grey = torch.zeros((8, *images.shape[1:]))  # mid-grey in [-1, 1]
+    save_grid(torch.cat([images[home], grey, images[astray]]), args.out, nrow=8)
     print(f"wrote {args.out}: class {c} on its own value (top), on class {host}'s (bottom)")
 
 
