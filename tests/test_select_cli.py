@@ -71,7 +71,7 @@ def test_two_runs_tie_and_select_names_no_pick(runs, tmp_path):
 
 def test_select_refuses_bad_inputs(runs, tmp_path):
     assert_user_error(gan_recipes("select", runs[0], *SMALL), "at least two run folders")
-    assert_user_error(gan_recipes("select", runs[0], tmp_path, *SMALL), str(tmp_path), "not a finished run folder")
+    assert_user_error(gan_recipes("select", runs[0], tmp_path, *SMALL), str(tmp_path), "not a run folder with a checkpoint")
     assert_user_error(gan_recipes("select", runs[0], runs[0], *SMALL), "given twice")
     other_codes, other_data = tmp_path / "codes", tmp_path / "data"
     for copy, old, new in [(other_codes, 'codes = "noise:32,cat:3,cont:4"', 'codes = "noise:32,cat:3,cont:3"'),

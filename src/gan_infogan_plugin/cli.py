@@ -49,6 +49,7 @@ HELP = """Train InfoGAN (and plain GAN) recipes with Lightning Fabric.
   [dim]# use a trained generator; score a run[/dim]
   gan-recipes sample runs/try1/generator.safetensors --out c1.png --traverse c1
   gan-recipes eval runs/try1 --data split=test
+  gan-recipes export runs/try1    [dim]# a stopped run's generator[/dim]
   gan-recipes select runs/seed-0 runs/seed-1 runs/seed-2
 
   [dim]# a recipe over seeds: trained, evaluated and ranked; run it again to resume[/dim]
@@ -202,7 +203,7 @@ def _fresh(paths: list[Path], force: bool) -> None:
 
 @app.command()
 def sample(
-    weights: Path = typer.Argument(..., help="A generator file (generator.safetensors in a run folder)."),
+    weights: Path = typer.Argument(..., help="A generator file, or a finished run's folder (its generator.safetensors)."),
     out: Optional[Path] = typer.Option(None, "--out", help="The PNG to write (with --traverse all: one FILE-<code>.png per code)."),
     traverse: Optional[str] = typer.Option(None, "--traverse", help="A code to vary (rows = its values, columns = noise), or all."),
     gif: Optional[Path] = typer.Option(None, "--gif", help="With --traverse CODE: the traversal as an animated GIF (the code sweeps, columns = noise)."),
@@ -215,9 +216,10 @@ def sample(
     """Draw images from a trained generator: plain samples, or Figure 2 style traversals of its codes."""
     from .export import load_generator
     from .images import save_grid
-    from .runs import writing_into
+    from .runs import generator_file_of, writing_into
 
     with user_errors():
+        weights = generator_file_of(weights)
         if gif is not None:
             return _sample_gif(weights, gif, out, traverse, n, seed, device, force)
         if out is None:
@@ -362,6 +364,36 @@ def eval_command(
             with atomic_file(target) as tmp:
                 tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
         console.print(f"results: {target}")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A run folder (stopped, crashed or finished), or a checkpoint file inside one."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The file to write (default RUN/generator-step-NNNNNNN.safetensors)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps: where BatchNorm's statistics are recomputed."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Overwrite an existing file."),
+) -> None:
+    """Write a generator file from a run's last checkpoint, as the end of a run writes generator.safetensors:
+    a run that was stopped or crashed (or one still training, with --out outside its folder, which it
+    holds) can then be sampled, explored and loaded with load_generator. BatchNorm's statistics are
+    first recomputed from generated images, as at the end of a run (trainer.bn_batches)."""
+    from .batchnorm import recalibrate
+    from .evaluate import load_run
+    from .export import save_run_generator
+    from .runs import writing_into
+
+    with user_errors():
+        loaded = load_run(run, device=_device(device), need_q=False)
+        recipe, nets = loaded.recipe, loaded.networks
+        target = out or loaded.run.exported_generator_file(loaded.step)
+        if target.suffix != ".safetensors":
+            raise UserError(f"--out {target}: expected a .safetensors file name")
+        _fresh([target], force)
+        with writing_into(target, "gan-recipes export"):
+            if recipe.trainer.bn_batches:
+                recalibrate(nets.generator, nets.discriminator, recipe.codes, batches=recipe.trainer.bn_batches, seed=recipe.trainer.seed)
+            save_run_generator(target, nets.generator, recipe, nets.channels, loaded.step)
+        typer.echo(f"step {loaded.step}: {target}")
 
 
 @app.command("select")

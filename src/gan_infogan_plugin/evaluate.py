@@ -437,16 +437,19 @@ class LoadedRun:
     networks: Networks
 
 
-def load_run(path: str | Path, data_overrides: list[str] = (), device: torch.device | str = "cpu") -> LoadedRun:
+def load_run(
+    path: str | Path, data_overrides: list[str] = (), device: torch.device | str = "cpu", need_q: bool = True
+) -> LoadedRun:
     """Rebuild G and D+Q from a run folder (or a checkpoint file in one) and its ``recipe.toml``.
 
     The checkpoint is read with ``torch.load(weights_only=True)``: nothing in it is executed.
     ``data_overrides`` are ``KEY=VALUE`` settings of the recipe's ``[data]`` table (``split=test``).
+    ``need_q``: a plain GAN's run (no Q) is refused; without it, its D is loaded alone.
     """
     run = RunDir.of(path)
     recipe = run.read_recipe([f"data.{item}" for item in data_overrides])
     networks = build_networks(recipe)
-    if networks.info is None:
+    if need_q and networks.info is None:
         raise UserError(f"{run.recipe_file}: regularizer.enabled is false: a plain GAN has no Q to evaluate")
     state = run.load_checkpoint({"generator": networks.generator, "discriminator": networks.discriminator})
     networks.generator.to(device).eval()

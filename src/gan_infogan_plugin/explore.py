@@ -47,7 +47,7 @@ from .codes import CategoricalCode
 from .errors import UserError, one_line
 from .export import LoadedGenerator, load_generator
 from .images import grid_image
-from .runs import RunDir
+from .runs import RunDir, generator_file_of
 from .signals import stop_signals_to
 
 MAX_SEED = 2**32 - 1
@@ -90,9 +90,7 @@ def load_runs(paths: list[Path], device: str = "cpu") -> list[ExploreRun]:
         raise UserError("give at least one run folder or generator.safetensors file")
     runs: list[ExploreRun] = []
     for path in paths:
-        file = RunDir(path).generator_file if path.is_dir() else path
-        if path.is_dir() and not file.is_file():
-            raise UserError(f"{path}: no {file.name} in this run folder (it is written when training ends)")
+        file = generator_file_of(path)
         loaded = load_generator(file, device=device)
         base = (file.parent.name if file == RunDir(file.parent).generator_file else file.stem) or str(file)
         name, taken, count = base, {run.name for run in runs}, 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import safetensors
 import safetensors.torch
@@ -30,6 +30,9 @@ from .codes import LatentCodeSpec
 from .errors import UserError, one_line
 from .images import traversal_grid
 from .runs import atomic_file
+
+if TYPE_CHECKING:
+    from .recipes import Recipe
 
 FORMAT = "gan-infogan-plugin/generator"
 FORMAT_VERSION = "1"
@@ -67,6 +70,13 @@ def save_generator(
     with atomic_file(path) as tmp:
         tmp.write_bytes(safetensors.torch.save(tensors, metadata=metadata))
     return path
+
+
+def save_run_generator(path: str | Path, generator: nn.Module, recipe: "Recipe", channels: int, step: int) -> Path:
+    """:func:`save_generator` with what a run of ``recipe`` records: its codes, model (name,
+    ``channels``, kwargs) and text; the end of a run and ``gan-recipes export`` write through it."""
+    return save_generator(path, generator, recipe.codes, recipe.model.name, {"channels": channels, **recipe.model.kwargs},
+                          recipe.to_toml(), step)
 
 
 @dataclass

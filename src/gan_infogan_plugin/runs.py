@@ -8,6 +8,7 @@ A run folder (``runs/<recipe>/<YYYYmmdd-HHMMSS>`` or ``--out``)::
     checkpoints/last.ckpt    G, D+Q, both optimizers, the regularizers' own state, step, every rank's RNG
                              state: a torch.save of state dicts, read back with weights_only=True
     generator.safetensors    the generator and its metadata (export.load_generator)
+    generator-step-NNNNNNN.safetensors   ``gan-recipes export``: the same from a checkpoint (a run stopped or training)
     metrics.png              ``gan-recipes plot``: the losses, MI per code and eval scores (plots.plot_runs)
     eval/step-NNNNNNN.json   ``gan-recipes eval`` results
 
@@ -16,8 +17,8 @@ renamed over the old one), so a kill at any moment leaves the previous version w
 or an unwritable folder is one line saying how much space was needed and where. Training and
 ``gan-recipes eval`` read checkpoints the same way, with :meth:`RunDir.load_checkpoint`.
 
-One process at a time writes a run folder: ``gan-recipes run`` (and ``--resume``), ``sample --out`` and
-``eval --json`` hold its lock file (:class:`FolderLock`, ``.lock``: process id, host and command) while
+One process at a time writes a run folder: ``gan-recipes run`` (and ``--resume``), ``sample --out``,
+``eval --json`` and ``export`` hold its lock file (:class:`FolderLock`, ``.lock``: process id, host and command) while
 they write, and a second one is refused naming the holder. The lock is an ``flock`` the system drops
 when its process dies, so the file a killed process leaves behind is stale and simply taken over.
 """
@@ -202,6 +203,18 @@ def writing_into(target: Path, command: str) -> Iterator[None]:
                 pass
 
 
+def generator_file_of(path: Path) -> Path:
+    """A generator file given as itself or as the run folder that holds one (``generator.safetensors``);
+    a run folder without one is a UserError saying how to write one from its checkpoint."""
+    if not path.is_dir():
+        return path
+    file = RunDir(path).generator_file
+    if not file.is_file():
+        raise UserError(f"{path}: no {file.name} in this run folder (it is written when training ends); "
+                        f"write one from its last checkpoint with: gan-recipes export {path}")
+    return file
+
+
 def checkpoint_load_error(exc: Exception) -> str:
     """One line saying why ``torch.load(path, weights_only=True)`` failed on a checkpoint.
 
@@ -304,18 +317,18 @@ class RunDir:
 
     @classmethod
     def of(cls, path: str | Path) -> "RunDir":
-        """A finished run from its folder or from a checkpoint file inside one (``gan-recipes eval``)."""
+        """A run from its folder or from a checkpoint file inside one (``gan-recipes eval``, ``export``)."""
         path = Path(path)
         if path.is_dir():
             run = cls(path)
             if not run.checkpoint.is_file():
-                raise UserError(f"{path}: not a finished run folder: expected a checkpoint at {run.checkpoint}")
+                raise UserError(f"{path}: not a run folder with a checkpoint: expected one at {run.checkpoint}")
         elif path.is_file():
             run = cls(path.parent.parent if path.parent.name == "checkpoints" else path.parent, path)
         else:
             raise UserError(f"{path}: no such run folder or checkpoint file")
         if not run.recipe_file.is_file():
-            raise UserError(f"{run.checkpoint}: the run's recipe is not at {run.recipe_file}; eval needs the run folder")
+            raise UserError(f"{run.checkpoint}: the run's recipe is not at {run.recipe_file}; the whole run folder is needed")
         return run
 
     # ------------------------------------------------------------------ the layout
@@ -326,6 +339,10 @@ class RunDir:
     @property
     def generator_file(self) -> Path:
         return self.path / "generator.safetensors"
+
+    def exported_generator_file(self, step: int) -> Path:
+        """Where ``gan-recipes export`` writes the generator of the checkpoint at ``step``."""
+        return self.path / f"generator-step-{step:07d}.safetensors"
 
     @property
     def metrics_file(self) -> Path:

@@ -45,7 +45,7 @@ from .cpu import cpu_settings
 from .data.base import AUGMENT_STREAM, MORE_NOISE_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
 from .errors import RunInterrupted, UserError, one_line
 from .evaluate import EvalConfig, evaluate_networks
-from .export import save_generator
+from .export import save_run_generator
 from .images import save_grid, traversal_grid
 from .modes import evaluating
 from .networks import Networks, build_networks, build_regularizers, load_data
@@ -379,13 +379,11 @@ class _Loop:
         self.sample(end)
         self.checkpoint(end, now=True, background=True)  # written while metrics.png is drawn
         if fabric.is_global_zero:
-            recipe = self.recipe
             for logger in self.loggers:
                 logger.finalize("success")
             plotted = plot_after_run(self.run.path)  # metrics.png, or how to get it (matplotlib is optional)
             self.run.finish_writes()  # the generator is exported only beside a whole checkpoint of its step
-            weights = save_generator(self.run.generator_file, self.generator, recipe.codes, recipe.model.name,
-                                     {"channels": self.nets.channels, **recipe.model.kwargs}, recipe.to_toml(), end)
+            weights = save_run_generator(self.run.generator_file, self.generator, self.recipe, self.nets.channels, end)
             self.say(plotted)
             self.say(f"done: {end} steps; generator: {weights}")
         fabric.barrier()
