@@ -377,9 +377,9 @@ def export(
     a run that was stopped or crashed (or one still training, with --out outside its folder, which it
     holds) can then be sampled, explored and loaded with load_generator. BatchNorm's statistics are
     first recomputed from generated images, as at the end of a run (trainer.bn_batches)."""
-    from .batchnorm import recalibrate
     from .evaluate import load_run
     from .export import save_run_generator
+    from .networks import settle_batchnorm
     from .runs import writing_into
 
     with user_errors():
@@ -390,8 +390,7 @@ def export(
             raise UserError(f"--out {target}: expected a .safetensors file name")
         _fresh([target], force)
         with writing_into(target, "gan-recipes export"):
-            if recipe.trainer.bn_batches:
-                recalibrate(nets.generator, nets.discriminator, recipe.codes, batches=recipe.trainer.bn_batches, seed=recipe.trainer.seed)
+            settle_batchnorm(recipe, nets.generator, nets.discriminator)
             save_run_generator(target, nets.generator, recipe, nets.channels, loaded.step)
         typer.echo(f"step {loaded.step}: {target}")
 

@@ -3,7 +3,8 @@
 :func:`build_networks` makes G and D from the registered model and hooks Q on D (through
 :meth:`InfoGAN.wrap`) when the recipe has the MI term; :func:`build_regularizers` lists the terms
 the training step sums (the MI term, InfoGAN-CR's contrastive term); :func:`load_data` builds the
-recipe's data set at the model's size.
+recipe's data set at the model's size; :func:`settle_batchnorm` sets the BatchNorm statistics a run's
+generator file is written with.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from . import registry
+from .batchnorm import recalibrate
 from .data.base import ImageData
 from .errors import UserError
 from .contrastive import ContrastiveRegularizer, ContrastiveSchedule
@@ -90,6 +92,14 @@ def build_regularizers(recipe: Recipe, networks: Networks) -> list[Regularizer]:
         names = [code.name for code in recipe.codes.categorical]
         terms.append(InvarianceTerm(names, inv.weight, inv.degrees, inv.zoom, recipe.trainer.seed, inv.shear))
     return terms
+
+
+def settle_batchnorm(recipe: Recipe, generator: nn.Module, discriminator: nn.Module) -> None:
+    """G's and D+Q's BatchNorm statistics recomputed from ``trainer.bn_batches`` generated batches
+    (seeded with ``trainer.seed``), as at the end of a run and in ``gan-recipes export``; nothing at 0."""
+    t = recipe.trainer
+    if t.bn_batches:
+        recalibrate(generator, discriminator, recipe.codes, batches=t.bn_batches, seed=t.seed)
 
 
 def load_data(cfg: DataConfig, networks: Networks) -> ImageData:

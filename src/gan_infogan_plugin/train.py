@@ -39,7 +39,6 @@ from lightning_fabric import Fabric
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from .batchnorm import recalibrate
 from .codes import LatentBatch, LatentCodeSpec
 from .cpu import cpu_settings
 from .data.base import AUGMENT_STREAM, MORE_NOISE_STREAM, NOISE_STREAM, ImageData, batches, stream_generator
@@ -48,7 +47,7 @@ from .evaluate import EvalConfig, evaluate_networks
 from .export import save_run_generator
 from .images import save_grid, traversal_grid
 from .modes import evaluating
-from .networks import Networks, build_networks, build_regularizers, load_data
+from .networks import Networks, build_networks, build_regularizers, load_data, settle_batchnorm
 from .plots import plot_after_run
 from .recipes import Recipe, TrainerConfig
 from .runs import RunDir, snapshot
@@ -121,8 +120,8 @@ def _fit(fabric: Fabric, recipe: Recipe, run: RunDir, resume: bool, force: bool,
             loop.confirm_checkpoint()  # the checkpoint held back at the step before: its weights gave finite losses
             if done % t.log_every == 0 or done == t.max_steps:
                 loop.log(done, result)
-            if done == t.max_steps and t.bn_batches:  # the last grids, checkpoint and generator are read in eval mode (batchnorm.py)
-                recalibrate(loop.generator, gan.discriminator.module, recipe.codes, batches=t.bn_batches, seed=t.seed)
+            if done == t.max_steps:  # the last grids, checkpoint and generator are read in eval mode (batchnorm.py)
+                settle_batchnorm(recipe, loop.generator, gan.discriminator.module)
             if t.sample_every and done % t.sample_every == 0:
                 loop.sample(done)
             if t.eval_every and done % t.eval_every == 0:
